@@ -5,6 +5,29 @@
 ``compile`` (chunked under torch.compile). See ``reference.py`` for the exact semantics.
 """
 
+from __future__ import annotations
+
+from torch import Tensor
+
 from sccosf_ros.scan.reference import ssd_scan_sequential
 
-__all__ = ["ssd_scan_sequential"]
+__all__ = ["ssd_scan", "ssd_scan_sequential"]
+
+
+def ssd_scan(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    *,
+    chunk_size: int | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Scan with shapes x (b, l, h, p), dt (b, l, h) > 0, A (h,) < 0, B/C (b, l, g, n), D (h,).
+
+    Placeholder dispatch until the chunked backend lands: always the sequential reference.
+    """
+    del chunk_size, backend
+    return ssd_scan_sequential(x, dt, A, B, C, D)
