@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from sccosf_ros.scan.chunked import ssd_scan_chunked
 from sccosf_ros.scan.reference import ssd_scan_sequential
 
-__all__ = ["ssd_scan", "ssd_scan_sequential"]
+__all__ = ["ssd_scan", "ssd_scan_chunked", "ssd_scan_sequential"]
 
 
 def ssd_scan(
@@ -27,7 +28,8 @@ def ssd_scan(
 ) -> Tensor:
     """Scan with shapes x (b, l, h, p), dt (b, l, h) > 0, A (h,) < 0, B/C (b, l, g, n), D (h,).
 
-    Placeholder dispatch until the chunked backend lands: always the sequential reference.
+    Interim dispatch: ``backend="sequential"`` runs the reference, everything else the chunked scan.
     """
-    del chunk_size, backend
-    return ssd_scan_sequential(x, dt, A, B, C, D)
+    if backend == "sequential":
+        return ssd_scan_sequential(x, dt, A, B, C, D)
+    return ssd_scan_chunked(x, dt, A, B, C, D, chunk_size=chunk_size)
