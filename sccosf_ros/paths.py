@@ -1,0 +1,61 @@
+"""Where the installed package keeps its data (shipped model, config, launch files).
+
+One package runs three ways: installed by colcon into a ROS workspace (found through the ament index),
+pip-installed into a venv (``data_files`` land under ``<sys.prefix>/share/sccosf_ros``), or straight from a
+source checkout. Each lookup tries them in that order and returns the first that exists, so a user never
+needs to pass a path to get the default model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PACKAGE = "sccosf_ros"
+DEFAULT_MODEL_NAME = "sccosf_tiny.safetensors"
+
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ament_share() -> Path | None:
+    """The ament index share dir, or None without ament_index_python or outside a ROS install."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return None
+    try:
+        return Path(get_package_share_directory(PACKAGE))
+    except (PackageNotFoundError, ValueError, LookupError, OSError):
+        return None
+
+
+def share_dirs() -> list[Path]:
+    """Candidate share directories, most specific install first, the source checkout last."""
+    candidates = [_ament_share(), Path(sys.prefix) / "share" / PACKAGE, _SOURCE_ROOT]
+    out: list[Path] = []
+    for c in candidates:
+        if c is not None and c.is_dir() and c not in out:
+            out.append(c)
+    return out
+
+
+def find_data_file(relative: str | Path) -> Path | None:
+    """First existing ``<share>/<relative>`` over :func:`share_dirs`, or None."""
+    for base in share_dirs():
+        candidate = base / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def share_dir(subdir: str | None = None) -> Path | None:
+    """The first share dir that has ``subdir`` (e.g. ``"config"``, ``"launch"``), or the first share dir."""
+    for base in share_dirs():
+        if subdir is None or (base / subdir).is_dir():
+            return base if subdir is None else base / subdir
+    return None
+
+
+def default_checkpoint_path() -> Path | None:
+    """The shipped ``models/sccosf_tiny.safetensors``, or None when no install or checkout has it."""
+    return find_data_file(Path("models") / DEFAULT_MODEL_NAME)
