@@ -1,0 +1,110 @@
+"""SC-CoSF: joint thermal/visible fusion and semantic segmentation network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sccosf_ros.model.cfm import ScCFM
+from sccosf_ros.model.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sccosf_ros.model.config import PRESETS, ModelConfig
+from sccosf_ros.model.decoders import ICRMDecoder, ReAWDecoder
+from sccosf_ros.model.encoder import STAGE_CHANNELS, MobileNetV2Trunk, load_imagenet_encoder
+
+__all__ = ["SCCoSF", "build_model", "build_model_from_config"]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SCCoSF(nn.Module):
+    """Shared MobileNetV2 encoder → Sc-CFM per stage → interacting ICRM (segmentation) and ReAW (fusion).
+
+    ``forward(rgb, thermal)`` takes (B,3,H,W) RGB and (B,1,H,W) thermal in [0, 1] at any H, W and returns
+    ``fused`` (B,3,H,W), ``fused_y`` (B,1,H,W), ``seg_logits`` (B,K,H,W) and ``weights`` (B,1,H,W), all at
+    the input resolution. The network runs at ``internal_size(H, W)``; ReAW's weights are upsampled and
+    applied to the full-resolution sources, so no source detail is lost to the internal resolution.
+    """
+
+    def __init__(self, config: ModelConfig, num_classes: int = 9) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError("num_classes must be positive")
+        self.config = config
+        self.num_classes = num_classes
+        self.encoder = MobileNetV2Trunk()
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.cfm = nn.ModuleList(
+            ScCFM(c, d, config.lrb_heads, config.lrb_pool, config.fgb_dilations)
+            for c, d in zip(STAGE_CHANNELS, config.dims, strict=True)
+        )
+        self.icrm = ICRMDecoder(config, num_classes)
+        self.reaw = ReAWDecoder(config)
+
+    def internal_size(self, height: int, width: int) -> tuple[int, int]:
+        """Network resolution: input × ``internal_scale`` rounded to a multiple of ``size_multiple``."""
+        m, s = self.config.size_multiple, self.config.internal_scale
+        return max(m, round(height * s / m) * m), max(m, round(width * s / m) * m)
+
+    def forward(self, rgb: Tensor, thermal: Tensor) -> dict[str, Tensor]:
+        if rgb.dim() != 4 or rgb.shape[1] != 3:
+            raise ValueError(f"rgb must be (B,3,H,W), got {tuple(rgb.shape)}")
+        if thermal.dim() != 4 or thermal.shape[1] != 1:
+            raise ValueError(f"thermal must be (B,1,H,W), got {tuple(thermal.shape)}")
+        if rgb.shape[0] != thermal.shape[0] or rgb.shape[-2:] != thermal.shape[-2:]:
+            raise ValueError(f"rgb {tuple(rgb.shape)} and thermal {tuple(thermal.shape)} do not match")
+        height, width = rgb.shape[-2:]
+        size = self.internal_size(height, width)
+
+        # Thermal replicated to 3 channels: a grey image is in-distribution for the ImageNet trunk, and
+        # one shared trunk on a (2B) batch is one set of kernels instead of two passes.
+        x = torch.cat([rgb, thermal.expand(-1, 3, -1, -1)], dim=0)
+        if size != (height, width):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        feats = self.encoder((x - self.mean) / self.std)
+        fused = [cfm(f) for cfm, f in zip(self.cfm, feats, strict=True)]
+
+        s: Tensor | None = None
+        r: Tensor | None = None
+        for i in (3, 2, 1, 0):
+            s_new = self.icrm.stage(i, s, fused[i])
+            r_new = self.reaw.stage(i, r, fused[i])
+            s, r = self.icrm.exchange(i, s_new, r_new)
+        assert s is not None and r is not None
+
+        seg = F.interpolate(self.icrm.head(s), size=(height, width), mode="bilinear", align_corners=False)
+        logit, corr = self.reaw.predict(r, s)
+        low = F.interpolate(torch.cat([logit, corr], dim=1), size=(height, width), mode="bilinear",
+                            align_corners=False)
+        weights = torch.sigmoid(low[:, 0:1])
+        y_vis, cb, cr = rgb_to_ycbcr(rgb)
+        # Region-weighted choice of luminance source (not a sum of features): little redundancy, and the
+        # full-resolution detail of whichever source wins a region passes through untouched.
+        fused_y = (weights * y_vis + (1.0 - weights) * thermal + low[:, 1:2]).clamp(0.0, 1.0)
+        return {
+            "fused": ycbcr_to_rgb(fused_y, cb, cr),
+            "fused_y": fused_y,
+            "seg_logits": seg,
+            "weights": weights,
+        }
+
+
+def build_model_from_config(cfg: ModelConfig, num_classes: int = 9) -> SCCoSF:
+    """Build an untrained SC-CoSF from an explicit configuration (e.g. one stored in a checkpoint)."""
+    return SCCoSF(cfg, num_classes)
+
+
+def build_model(preset: str = "tiny", num_classes: int = 9,
+                pretrained_encoder: str | Path | None = None) -> SCCoSF:
+    """Build a preset (``tiny``: CPU real time, ``base``: GPU); optionally load ImageNet encoder weights."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    cfg = ModelConfig(**{k: getattr(PRESETS[preset], k) for k in PRESETS[preset].__dataclass_fields__})
+    model = build_model_from_config(cfg, num_classes)
+    if pretrained_encoder is not None:
+        load_imagenet_encoder(model, pretrained_encoder)
+    return model
