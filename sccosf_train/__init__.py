@@ -1,0 +1,5 @@
+"""Offline trainer for the SC-CoSF fusion/segmentation network (imports no ROS).
+
+Submodules: ``synthetic`` (labelled procedural scenes), ``dataset``/``augment`` (MSRS-layout folders),
+``losses``, ``train`` and the ``sccosf-train`` command line (``cli``).
+"""
