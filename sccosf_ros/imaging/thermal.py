@@ -1,0 +1,161 @@
+"""Thermal images to float32 [0, 1] for the network and for display.
+
+Thermal drivers publish raw 16-bit counts (``mono16``/``16UC1``) or ``32FC1`` temperatures, often with NaN for
+dead pixels; shown raw they look black. A per-frame min-max stretch flickers whenever a hot object or a single
+hot pixel enters the view, so the default is a robust percentile range smoothed over time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .encodings import ImageConversionError, canonical_encoding
+
+_MODES = ("percentile", "minmax", "fixed")
+
+
+def _finite_or_none(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+class ThermalNormalizer:
+    """Callable mapping a single-channel thermal frame to float32 in [0, 1], same shape.
+
+    Modes:
+      * ``percentile`` (default): range = the given percentiles of the finite pixels, exponentially smoothed
+        over frames (``range = smoothing * previous + (1 - smoothing) * current``) against pumping.
+      * ``minmax``: the exact finite min/max of each frame, no smoothing (offline, frame-independent output).
+      * ``fixed``: ``low``/``high`` as given; defaults per dtype (uint8 0-255, uint16/int16 full range); float
+        input needs an explicit range since temperatures have no natural one.
+
+    Non-finite pixels are ignored for statistics and map to 0. A frame whose range is empty (constant image)
+    maps to zeros instead of dividing by zero. Call :meth:`reset` when the camera or stream changes.
+    """
+
+    def __init__(
+        self,
+        mode: str = "percentile",
+        low: float | None = None,
+        high: float | None = None,
+        percentiles: tuple[float, float] = (1.0, 99.0),
+        smoothing: float = 0.8,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        self.low = _finite_or_none("low", low)
+        self.high = _finite_or_none("high", high)
+        if mode != "fixed" and (self.low is not None or self.high is not None):
+            raise ValueError("low/high apply only to mode='fixed'")
+        if self.low is not None and self.high is not None and not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+        try:
+            p_lo, p_hi = (float(p) for p in percentiles)
+        except (TypeError, ValueError):
+            raise ValueError(f"percentiles must be two numbers, got {percentiles!r}") from None
+        if not (0.0 <= p_lo < p_hi <= 100.0):
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
+        s = _finite_or_none("smoothing", smoothing)
+        if s is None or not 0.0 <= s < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+        self.mode = mode
+        self.percentiles = (p_lo, p_hi)
+        self.smoothing = s
+        self._range: tuple[float, float] | None = None
+
+    def reset(self) -> None:
+        """Forget the smoothed range (use after a stream switch or a camera flat-field correction)."""
+        self._range = None
+
+    @property
+    def current_range(self) -> tuple[float, float] | None:
+        """The (low, high) used for the last frame, or None before the first frame."""
+        return self._range
+
+    def _fixed_range(self, dtype: np.dtype) -> tuple[float, float]:
+        low, high = self.low, self.high
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            low = float(info.min) if low is None else low
+            high = float(info.max) if high is None else high
+        elif low is None or high is None:
+            raise ValueError("mode='fixed' with float input needs both low and high (e.g. in kelvin)")
+        if not low < high:
+            raise ValueError(f"low must be < high, got low={low}, high={high}")
+        return low, high
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] == 1:
+            pass
+        elif image.ndim != 2:
+            raise ImageConversionError(
+                f"thermal frame must be (H, W) or (H, W, 1), got {image.shape}; see to_thermal_gray()"
+            )
+        if image.size == 0:
+            raise ImageConversionError("thermal frame is empty")
+        if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+            raise ImageConversionError(f"thermal frame must be integer or float, got {image.dtype}")
+        values = image.astype(np.float32, copy=False)
+        finite = None
+        if np.issubdtype(image.dtype, np.floating):
+            finite = np.isfinite(values)
+            if finite.all():
+                finite = None
+        if self.mode == "fixed":
+            low, high = self._fixed_range(image.dtype)
+        else:
+            sample = values if finite is None else values[finite]
+            if sample.size == 0:  # nothing measurable: keep the previous range, show black
+                return np.zeros(image.shape, np.float32)
+            if self.mode == "minmax":
+                low, high = float(sample.min()), float(sample.max())
+            else:
+                low, high = (float(v) for v in np.percentile(sample, self.percentiles))
+                if self._range is not None:
+                    a = self.smoothing
+                    low = a * self._range[0] + (1.0 - a) * low
+                    high = a * self._range[1] + (1.0 - a) * high
+        self._range = (low, high)
+        if not high > low:
+            return np.zeros(image.shape, np.float32)
+        out = (values - np.float32(low)) * np.float32(1.0 / (high - low))
+        np.clip(out, 0.0, 1.0, out=out)
+        if finite is not None:
+            out[~finite] = 0.0
+        return out
+
+
+def to_thermal_gray(image: np.ndarray, encoding: str) -> np.ndarray:
+    """One channel from a thermal frame that may arrive as colour.
+
+    Many cameras publish grey replicated into ``rgb8``/``bgr8``; then channel 0 is returned exactly.
+    Otherwise (a false-colour palette) BT.601 luma of the channels in the encoding's order is used, which is
+    monotonic in temperature only for grey-like palettes: prefer the camera's raw 16-bit stream if offered.
+    Single-channel input comes back as ``(H, W)`` with its dtype unchanged.
+    """
+    enc = canonical_encoding(encoding)
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ImageConversionError(f"thermal frame has unsupported shape {image.shape} for {enc}")
+    rgb = image[:, :, :3]
+    if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2]):
+        return np.ascontiguousarray(rgb[:, :, 0])
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    if enc in ("bgr8", "bgra8", "8UC3", "8UC4"):
+        weights = weights[::-1]
+    luma = rgb.astype(np.float32) @ weights
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+    return luma
