@@ -1,0 +1,564 @@
+"""rosbag2 images in and out without a ROS install, built on ``rosbags``.
+
+Why ``rosbags``: rosbag2_py has no wheel, yet evaluation, demos and tests need to read and write the bags that
+``ros2 bag record`` / ``ros2 bag play`` and Foxglove use. MCAP (the rosbag2 default since Iron) is written by
+default; sqlite3 bags are written on request and both are read. Messages are (de)serialised with the Jazzy
+typestore so that type hashes match what a Jazzy ``ros2 bag play`` expects.
+
+Pixels go through :mod:`sccosf_ros.imaging.encodings`, the same converter the node uses, so a bag round trip
+is pixel-identical for every encoding in ``SUPPORTED_ENCODINGS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.typesys import Stores, get_typestore
+
+from sccosf_ros.imaging.encodings import (
+    ImageConversionError,
+    decode_compressed,
+    image_to_numpy,
+    numpy_to_image_fields,
+)
+
+TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+# One set of topic names for the demo bag, the evaluator, the replay tool and the node's docs.
+RGB_TOPIC = "/camera/rgb/image_raw"
+THERMAL_TOPIC = "/camera/thermal/image_raw"
+LABEL_TOPIC = "/sccosf/labels"
+FUSED_TOPIC = "/sccosf/fused"
+SEGMENTATION_TOPIC = "/sccosf/segmentation"
+SEGMENTATION_COLOR_TOPIC = "/sccosf/segmentation_color"
+RGB_FRAME = "rgb_camera_optical_frame"
+THERMAL_FRAME = "thermal_camera_optical_frame"
+
+_Image = TYPESTORE.types[IMAGE_TYPE]
+_Header = TYPESTORE.types["std_msgs/msg/Header"]
+_Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
+
+
+class BagError(RuntimeError):
+    """A bag cannot be opened or lacks what was asked of it; the message says what the bag does hold."""
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """``builtin_interfaces/Time`` (rosbags or rclpy) to integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> tuple[int, int]:
+    """Integer nanoseconds to ``(sec, nanosec)`` (floor division, so negative times stay valid)."""
+    sec, nsec = divmod(int(ns), 1_000_000_000)
+    return sec, nsec
+
+
+@dataclass
+class BagImage:
+    """One decoded image message: ``stamp_ns`` from its header, ``log_time_ns`` when the recorder got it."""
+
+    topic: str
+    stamp_ns: int
+    log_time_ns: int
+    frame_id: str
+    encoding: str
+    array: np.ndarray
+
+
+@dataclass
+class RawMessage:
+    """One serialised message as stored; lets tools copy inputs into an output bag without re-encoding."""
+
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    data: bytes
+
+
+def _open_reader(path: str | Path) -> Reader:
+    """Open a bag directory (or the directory of a ``.mcap``/``.db3`` file inside one) with a clear error."""
+    p = Path(path)
+    if p.is_file() and (p.parent / "metadata.yaml").exists():
+        p = p.parent
+    if not p.exists():
+        raise BagError(f"bag not found: {p}")
+    try:
+        reader = Reader(p)
+        reader.open()
+    except (ReaderError, OSError, ValueError) as exc:
+        raise BagError(f"cannot open bag {p}: {exc}") from exc
+    return reader
+
+
+def _describe_topics(reader: Reader) -> str:
+    items = sorted(reader.topics.items())
+    if not items:
+        return "the bag holds no topics"
+    listing = ", ".join(f"{name} [{info.msgtype}, {info.msgcount} msgs]" for name, info in items)
+    return f"the bag holds: {listing}"
+
+
+def _connections(reader: Reader, topics: Sequence[str], allowed_types: Sequence[str] | None = None) -> list:
+    missing = [t for t in topics if t not in reader.topics]
+    if missing:
+        raise BagError(f"topic(s) {', '.join(missing)} not in bag {reader.path}; {_describe_topics(reader)}")
+    if allowed_types is not None:
+        for t in topics:
+            msgtype = reader.topics[t].msgtype
+            if msgtype not in allowed_types:
+                raise BagError(f"topic {t} in {reader.path} has type {msgtype}, expected {allowed_types}")
+    return [c for c in reader.connections if c.topic in set(topics)]
+
+
+def bag_topics(path: str | Path) -> dict[str, str]:
+    """``{topic: msgtype}`` of a bag."""
+    reader = _open_reader(path)
+    try:
+        return {name: info.msgtype for name, info in reader.topics.items()}
+    finally:
+        reader.close()
+
+
+def decode_image(msg: Any, msgtype: str, topic: str = "?") -> tuple[np.ndarray, str]:
+    """Array and encoding of a deserialised Image or CompressedImage; unsupported encodings raise BagError."""
+    try:
+        if msgtype == COMPRESSED_TYPE:
+            return decode_compressed(msg.format, msg.data)
+        array = image_to_numpy(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+        return array, msg.encoding
+    except ImageConversionError as exc:
+        raise BagError(f"cannot decode image on {topic}: {exc}") from exc
+
+
+def read_images(
+    path: str | Path, topics: Sequence[str], start_ns: int | None = None, stop_ns: int | None = None
+) -> Iterator[BagImage]:
+    """Yield decoded images of ``topics`` in recording (log-time) order.
+
+    Every topic must exist (a missing one raises :class:`BagError` listing what the bag holds) and be an
+    Image or CompressedImage. Arrays are read-only views of the stored buffer; copy before writing into them.
+    """
+    reader = _open_reader(path)
+    try:
+        conns = _connections(reader, topics, IMAGE_TYPES)
+        for conn, log_time, raw in reader.messages(connections=conns, start=start_ns, stop=stop_ns):
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            array, encoding = decode_image(msg, conn.msgtype, conn.topic)
+            yield BagImage(
+                topic=conn.topic,
+                stamp_ns=stamp_to_ns(msg.header.stamp),
+                log_time_ns=int(log_time),
+                frame_id=str(msg.header.frame_id),
+                encoding=encoding,
+                array=array,
+            )
+    finally:
+        reader.close()
+
+
+def read_raw(path: str | Path, topics: Sequence[str] | None = None) -> Iterator[RawMessage]:
+    """Yield serialised messages (all topics, or ``topics``, which must exist) in log-time order."""
+    reader = _open_reader(path)
+    try:
+        conns = reader.connections if topics is None else _connections(reader, topics)
+        for conn, log_time, raw in reader.messages(connections=conns):
+            yield RawMessage(conn.topic, conn.msgtype, int(log_time), bytes(raw))
+    finally:
+        reader.close()
+
+
+def make_image_message(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "") -> Any:
+    """A rosbags ``sensor_msgs/Image`` for ``array`` (validated by the shared encoder)."""
+    try:
+        f = numpy_to_image_fields(array, encoding)
+    except ImageConversionError as exc:
+        raise BagError(f"cannot encode image as {encoding}: {exc}") from exc
+    sec, nsec = ns_to_stamp(stamp_ns)
+    return _Image(
+        header=_Header(stamp=_Time(sec=sec, nanosec=nsec), frame_id=frame_id),
+        height=f.height,
+        width=f.width,
+        encoding=f.encoding,
+        is_bigendian=f.is_bigendian,
+        step=f.step,
+        data=np.frombuffer(f.data, dtype=np.uint8),
+    )
+
+
+def serialize_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "") -> bytes:
+    """CDR bytes of an Image, the wire format of both rosbag2 and rclpy's ``serialize_message``."""
+    return bytes(TYPESTORE.serialize_cdr(make_image_message(array, encoding, stamp_ns, frame_id), IMAGE_TYPE))
+
+
+class BagWriter:
+    """Append-only rosbag2 writer with one connection per topic, created on first use.
+
+    ``log_time_ns`` defaults to the header stamp, which is what ``ros2 bag record`` would log for a camera
+    publishing in real time. Messages need not arrive in time order; readers sort by log time.
+    """
+
+    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+        if storage not in STORAGES:
+            raise BagError(f"unknown storage {storage!r}; choose one of {sorted(STORAGES)}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"output bag {self.path} already exists; remove it or choose another path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._conns: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        try:
+            self._writer.open()
+        except WriterError as exc:
+            raise BagError(f"cannot create bag {self.path}: {exc}") from exc
+
+    def _conn(self, topic: str, msgtype: str) -> Any:
+        conn = self._conns.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self._conns[topic] = conn
+        elif conn.msgtype != msgtype:
+            raise BagError(f"topic {topic} already written with type {conn.msgtype}, not {msgtype}")
+        return conn
+
+    def write_raw(self, topic: str, msgtype: str, log_time_ns: int, data: bytes | memoryview) -> None:
+        """Store an already serialised (CDR) message."""
+        self._writer.write(self._conn(topic, msgtype), int(log_time_ns), data)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def write_image(
+        self,
+        topic: str,
+        array: np.ndarray,
+        encoding: str,
+        stamp_ns: int,
+        frame_id: str = "",
+        log_time_ns: int | None = None,
+    ) -> None:
+        """Encode and store one image."""
+        data = serialize_image(array, encoding, stamp_ns, frame_id)
+        self.write_raw(topic, IMAGE_TYPE, stamp_ns if log_time_ns is None else log_time_ns, data)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class TopicInfo:
+    """What ``bag_info`` reports per topic; rates come from header stamps where the type has one."""
+
+    name: str
+    msgtype: str
+    count: int
+    rate_hz: float | None = None
+    encodings: list[str] = field(default_factory=list)
+    sizes: list[str] = field(default_factory=list)
+    frame_ids: list[str] = field(default_factory=list)
+    stamp_span_s: float | None = None
+
+
+@dataclass
+class BagInfo:
+    path: str
+    storage: str
+    message_count: int
+    start_ns: int
+    end_ns: int
+    topics: list[TopicInfo]
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+    def topic(self, name: str) -> TopicInfo:
+        for t in self.topics:
+            if t.name == name:
+                return t
+        raise BagError(f"topic {name} not in bag {self.path}; it holds {[t.name for t in self.topics]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "storage": self.storage,
+            "message_count": self.message_count,
+            "duration_s": self.duration_s,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "topics": [vars(t) for t in self.topics],
+        }
+
+    def format(self) -> str:
+        """Human-readable summary in the spirit of ``ros2 bag info``."""
+        lines = [
+            f"Bag:       {self.path}",
+            f"Storage:   {self.storage}",
+            f"Duration:  {self.duration_s:.3f} s",
+            f"Messages:  {self.message_count}",
+            "Topics:",
+        ]
+        for t in self.topics:
+            rate = f"{t.rate_hz:.2f} Hz" if t.rate_hz is not None else "-"
+            extra = ""
+            if t.encodings:
+                extra = f"  encodings={','.join(t.encodings)} size={','.join(t.sizes)}"
+                extra += f" frame_id={','.join(repr(f) for f in t.frame_ids)}"
+            lines.append(f"  {t.name}  [{t.msgtype}]  count={t.count}  rate={rate}{extra}")
+        return "\n".join(lines)
+
+
+def _rate(stamps: Iterable[int]) -> tuple[float | None, float | None]:
+    s = sorted(stamps)
+    if len(s) < 2 or s[-1] == s[0]:
+        return None, None
+    span = (s[-1] - s[0]) / 1e9
+    return (len(s) - 1) / span, span
+
+
+def bag_info(path: str | Path) -> BagInfo:
+    """Topics, types, counts, rates (from header stamps, else log times), encodings and duration.
+
+    Image topics are deserialised in full (cheap next to reading their bytes) so encodings, sizes and frame
+    ids reflect every message, not a sample.
+    """
+    reader = _open_reader(path)
+    try:
+        stamps: dict[str, list[int]] = {t: [] for t in reader.topics}
+        encs: dict[str, set[str]] = {t: set() for t in reader.topics}
+        sizes: dict[str, set[str]] = {t: set() for t in reader.topics}
+        frames: dict[str, set[str]] = {t: set() for t in reader.topics}
+        start = end = None
+        count = 0
+        for conn, log_time, raw in reader.messages():
+            count += 1
+            start = log_time if start is None else min(start, log_time)
+            end = log_time if end is None else max(end, log_time)
+            stamp = log_time
+            if conn.msgtype in IMAGE_TYPES:
+                msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+                stamp = stamp_to_ns(msg.header.stamp)
+                frames[conn.topic].add(str(msg.header.frame_id))
+                if conn.msgtype == IMAGE_TYPE:
+                    encs[conn.topic].add(msg.encoding)
+                    sizes[conn.topic].add(f"{msg.width}x{msg.height}")
+                else:
+                    encs[conn.topic].add(f"compressed:{msg.format}")
+            stamps[conn.topic].append(stamp)
+        topics = []
+        for name, info in sorted(reader.topics.items()):
+            rate, span = _rate(stamps[name])
+            topics.append(
+                TopicInfo(
+                    name=name,
+                    msgtype=info.msgtype,
+                    count=len(stamps[name]),
+                    rate_hz=None if rate is None or not math.isfinite(rate) else rate,
+                    encodings=sorted(encs[name]),
+                    sizes=sorted(sizes[name]),
+                    frame_ids=sorted(frames[name]),
+                    stamp_span_s=span,
+                )
+            )
+        files = [f.name for f in Path(reader.path).iterdir()]
+        storage = "mcap" if any(f.endswith(".mcap") for f in files) else "sqlite3"
+        return BagInfo(str(reader.path), storage, count, start or 0, end or 0, topics)
+    finally:
+        reader.close()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bags made from synthetic scenes or image folders (inputs for the demo, the tests and sccosf-eval).
+
+DEMO_T0_NS = 1_700_000_000 * 1_000_000_000  # a plausible wall-clock epoch, so tools show real dates
+
+
+@dataclass
+class SyntheticBagSpec:
+    """A two-camera rig as drivers deliver it: unsynchronised, with jitter and transport delay.
+
+    RGB and thermal run free at their own rates with a fixed phase offset; header stamps jitter by a few ms
+    and log (receipt) times lag the stamps, thermal more than RGB, as USB/GigE thermal drivers do. The scene
+    pans smoothly (a crop sliding over a wider generated scene) and cuts to a new scene every
+    ``scene_period_s``, which keeps generation cheap while giving the pairer and the network motion to handle.
+    """
+
+    seconds: float = 10.0
+    height: int = 480
+    width: int = 640
+    seed: int = 0
+    rgb_hz: float = 30.0
+    thermal_hz: float = 9.0
+    thermal_encoding: str = "mono8"  # or "16UC1": raw counts as a microbolometer driver publishes them
+    thermal_offset_s: float = 0.013
+    jitter_s: float = 0.0015
+    rgb_delay_s: float = 0.008
+    thermal_delay_s: float = 0.025
+    scene_period_s: float = 2.0
+    pan_px_per_s: float = 12.0
+    labels: bool = True
+    storage: str = "mcap"
+
+
+def _scene_frames(spec: SyntheticBagSpec) -> Any:
+    """``frame(t)`` -> (rgb, thermal u8, labels) of the scene at ``t`` seconds; caches one scene at a time."""
+    from sccosf_train.synthetic import generate_scene  # the trainer's generator; imported only when used
+
+    margin = math.ceil(spec.pan_px_per_s * spec.scene_period_s) + 1
+    cache: dict[int, Any] = {}
+
+    def frame(t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        index = max(0, int(t // spec.scene_period_s))
+        if index not in cache:
+            cache.clear()
+            cache[index] = generate_scene(spec.seed * 1000 + index, spec.height, spec.width + margin)
+        scene = cache[index]
+        x = min(margin - 1, round(spec.pan_px_per_s * (t - index * spec.scene_period_s)))
+        cut = slice(x, x + spec.width)
+        return scene.rgb[:, cut], scene.thermal[:, cut], scene.labels[:, cut]
+
+    return frame
+
+
+def _thermal_counts(thermal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """8-bit thermal to plausible 16-bit raw counts (offset, gain, read noise), as a Boson Y16 stream."""
+    counts = 21000.0 + thermal.astype(np.float32) * 14.0 + rng.normal(0.0, 3.0, thermal.shape)
+    return np.clip(counts, 0, 65535).astype(np.uint16)
+
+
+def write_synthetic_bag(out: str | Path, spec: SyntheticBagSpec | None = None) -> dict[str, int]:
+    """Write a demo bag of synthetic scenes on the default topics; return messages written per topic.
+
+    Labels (mono8 MSRS class ids) go on :data:`LABEL_TOPIC` with exactly the RGB frame's stamp, which is how
+    the evaluator finds the ground truth for a pair.
+    """
+    spec = spec or SyntheticBagSpec()
+    if spec.thermal_encoding not in ("mono8", "16UC1", "mono16"):
+        raise BagError(f"thermal_encoding must be mono8, mono16 or 16UC1, got {spec.thermal_encoding!r}")
+    if spec.seconds <= 0 or spec.height < 16 or spec.width < 16:
+        raise BagError(f"need seconds > 0 and a size of at least 16x16, got {spec}")
+    rng = np.random.default_rng(spec.seed)
+    frame = _scene_frames(spec)
+    events: list[tuple[float, str, int]] = []  # (stamp seconds, stream, index)
+    for k in range(int(spec.seconds * spec.rgb_hz)):
+        events.append((k / spec.rgb_hz + rng.normal(0.0, spec.jitter_s / 3), "rgb", k))
+    for k in range(int((spec.seconds - spec.thermal_offset_s) * spec.thermal_hz)):
+        t = spec.thermal_offset_s + k / spec.thermal_hz + rng.normal(0.0, spec.jitter_s)
+        events.append((t, "thermal", k))
+    with BagWriter(out, spec.storage) as w:
+        for t, stream, _ in sorted(events):
+            t = max(0.0, t)
+            stamp = DEMO_T0_NS + round(t * 1e9)
+            rgb, thermal, labels = frame(t)
+            if stream == "rgb":
+                log = stamp + round(abs(rng.normal(spec.rgb_delay_s, spec.rgb_delay_s / 8)) * 1e9)
+                w.write_image(RGB_TOPIC, np.ascontiguousarray(rgb), "rgb8", stamp, RGB_FRAME, log)
+                if spec.labels:
+                    labels = np.ascontiguousarray(labels)
+                    w.write_image(LABEL_TOPIC, labels, "mono8", stamp, RGB_FRAME, log + 1)
+            else:
+                log = stamp + round(abs(rng.normal(spec.thermal_delay_s, spec.thermal_delay_s / 8)) * 1e9)
+                image = np.ascontiguousarray(thermal)
+                if spec.thermal_encoding != "mono8":
+                    image = _thermal_counts(image, rng)
+                w.write_image(THERMAL_TOPIC, image, spec.thermal_encoding, stamp, THERMAL_FRAME, log)
+        return dict(w.counts)
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _list_images(folder: str | Path) -> dict[str, Path]:
+    d = Path(folder)
+    if not d.is_dir():
+        raise BagError(f"not a directory: {d}")
+    files = {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES}
+    if not files:
+        raise BagError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) in {d}")
+    return files
+
+
+def _read_image(path: Path, kind: str) -> tuple[np.ndarray, str]:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise BagError(f"cannot read image {path}")
+    if image.ndim == 3 and kind in ("thermal", "labels"):
+        if kind == "labels":  # colour label files would need a palette lookup; refuse rather than guess
+            raise BagError(f"label image {path} has {image.shape[2]} channels; labels must be class ids")
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    if kind == "rgb":
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.dtype != np.uint8:
+            raise BagError(f"visible image {path} is {image.dtype}; 8-bit colour expected")
+        code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(image, code), "rgb8"
+    if image.dtype == np.uint16 and kind == "labels":
+        if int(image.max()) > 255:
+            raise BagError(f"label image {path} has class ids above 255; masks are mono8")
+        image = image.astype(np.uint8)
+    if image.dtype == np.uint16:
+        return image, "mono16"
+    if image.dtype != np.uint8:
+        raise BagError(f"{kind} image {path} is {image.dtype}; 8- or 16-bit expected")
+    return image, "mono8"
+
+
+def write_folder_bag(
+    out: str | Path,
+    rgb_dir: str | Path,
+    thermal_dir: str | Path,
+    labels_dir: str | Path | None = None,
+    rate_hz: float = 10.0,
+    storage: str = "mcap",
+) -> dict[str, int]:
+    """Registered image pairs (matched by file stem, e.g. MSRS ``vi/``+``ir/``) to a bag at ``rate_hz``.
+
+    Both cameras get the same stamp per pair (the folders hold registered, simultaneous pairs); labels, when
+    given, must exist for every pair and carry the same stamp.
+    """
+    if not rate_hz > 0:
+        raise BagError(f"rate must be > 0 Hz, got {rate_hz}")
+    rgb, thermal = _list_images(rgb_dir), _list_images(thermal_dir)
+    stems = sorted(set(rgb) & set(thermal))
+    if not stems:
+        raise BagError(
+            f"no file names in common between {rgb_dir} ({len(rgb)} images, e.g. {next(iter(rgb))}) and "
+            f"{thermal_dir} ({len(thermal)} images, e.g. {next(iter(thermal))}); pairs match by file stem"
+        )
+    labels = _list_images(labels_dir) if labels_dir is not None else None
+    if labels is not None:
+        missing = [s for s in stems if s not in labels]
+        if missing:
+            raise BagError(f"{len(missing)} pairs have no label in {labels_dir}, e.g. {missing[:3]}")
+    with BagWriter(out, storage) as w:
+        for k, stem in enumerate(stems):
+            stamp = DEMO_T0_NS + round(k * 1e9 / rate_hz)
+            image, enc = _read_image(rgb[stem], "rgb")
+            w.write_image(RGB_TOPIC, image, enc, stamp, RGB_FRAME)
+            image, enc = _read_image(thermal[stem], "thermal")
+            w.write_image(THERMAL_TOPIC, image, enc, stamp, THERMAL_FRAME)
+            if labels is not None:
+                image, enc = _read_image(labels[stem], "labels")
+                w.write_image(LABEL_TOPIC, image, enc, stamp, RGB_FRAME)
+        return dict(w.counts)
