@@ -71,8 +71,15 @@ class CheckpointMeta:
             problems.append(f"{len(self.palette)} palette colours for {self.num_classes} classes")
         if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
             problems.append("palette entries must be three integers in 0..255")
-        if not isinstance(self.config, dict):
-            problems.append("config must be a dict")
+        for name in ("config", "input_norm", "training"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                problems.append(f"{name} must be a dict")
+                continue
+            try:  # canonical JSON form (tuples -> lists) so a loaded meta equals the saved one
+                setattr(self, name, json.loads(json.dumps(value)))
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{name} is not JSON-serialisable ({exc})")
         if problems:
             raise ValueError("invalid checkpoint metadata: " + "; ".join(problems))
 
@@ -262,11 +269,11 @@ def check_state_dict(
 
 def build_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, CheckpointMeta]:
     """Rebuild the network from the metadata's config and load the weights into it (CPU, eval mode)."""
-    from sccosf_ros.model import build_model_from_config
+    from sccosf_ros.model import ModelConfig, build_model_from_config
 
     state, meta = load_checkpoint(path)
     try:
-        model = build_model_from_config(meta.config, meta.num_classes)
+        model = build_model_from_config(ModelConfig(**meta.config), meta.num_classes)
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: metadata config cannot build a model ({exc})") from None
     check_state_dict(model, state, source=str(path))
