@@ -68,7 +68,7 @@ def test_rebuilt_model_matches_original(tmp_path: Path) -> None:
 def test_meta_validation() -> None:
     with pytest.raises(ValueError, match="class names"):
         CheckpointMeta(preset="x", config={}, num_classes=3, class_names=["a"], palette=[(0, 0, 0)] * 3)
-    with pytest.raises(ValueError, match="0..255"):
+    with pytest.raises(ValueError, match=r"0\.\.255"):
         CheckpointMeta(preset="x", config={}, num_classes=1, class_names=["a"], palette=[(0, 0, 256)])
 
 
