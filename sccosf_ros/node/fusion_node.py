@@ -1,0 +1,513 @@
+"""ROS 2 lifecycle node: time-paired RGB + thermal images in, fused image and segmentation masks out.
+
+A thin rclpy adapter over ROS-free parts: parameters (``params``), pairing (``sccosf_ros.pairing``), per-pair
+work (``processing``), statistics (``stats``) and the engine (``sccosf_ros.engine``).
+
+Threading: subscription callbacks only pair messages and drop the newest pair into a one-item
+``LatestSlot``; one worker thread takes it, converts, infers and publishes. Inference therefore never runs
+under the synchroniser's lock, and when inference is slower than the cameras older pairs are dropped (and
+counted) instead of queueing up latency.
+
+Lifecycle (as yolo_ros does it): parameters are declared in ``__init__``; ``configure`` validates them and
+starts ``/diagnostics``; ``activate`` loads the model on its device and creates the topics; ``deactivate``
+frees the model (and the GPU cache) so a paused node holds no device memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+    qos_profile_system_default,
+)
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from sccosf_ros.imaging.palette import parse_palette
+from sccosf_ros.imaging.thermal import ThermalNormalizer
+from sccosf_ros.node.params import PARAMETERS, ParameterError, parse_homography, split_list, validate
+from sccosf_ros.node.processing import BadInputError, Engine, PairProcessor
+from sccosf_ros.node.stats import NodeStats
+from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
+
+try:  # the distro's synchroniser where installed (no wheel on PyPI); same policy as ApproximateTimePairer
+    import message_filters
+except ImportError:  # pragma: no cover - depends on the installation
+    message_filters = None
+
+NODE_NAME = "sccosf"
+INPUTS = {"rgb": "rgb/image", "thermal": "thermal/image"}
+OUTPUT_TOPICS = {
+    "fused": "sccosf/fused",
+    "segmentation": "sccosf/segmentation",
+    "segmentation_color": "sccosf/segmentation_color",
+    "overlay": "sccosf/overlay",
+}
+CLASS_NAMES_TOPIC = "sccosf/class_names"
+DIAGNOSTICS_PERIOD_S = 1.0
+UNMATCHED_WINDOW_S = 3.0
+WARN_EVERY_S = 10.0
+
+EngineFactory = Callable[..., Engine]
+
+
+def make_qos(kind: str, depth: int) -> QoSProfile:
+    """REP-2003 style profiles by name; ``depth`` replaces the preset's."""
+    base = {
+        "sensor_data": qos_profile_sensor_data,
+        "system_default": qos_profile_system_default,
+        "reliable": QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE),
+        "best_effort": QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT),
+    }[kind]
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=base.reliability,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def _default_engine_factory(**kwargs: Any) -> Engine:
+    from sccosf_ros.engine import FusionEngine  # torch is imported on activation, not at node start
+
+    return FusionEngine(**kwargs)
+
+
+class FusionNode(LifecycleNode):
+    """The SC-CoSF fusion node; ``engine_factory`` lets tests inject a fake engine."""
+
+    def __init__(
+        self, node_name: str = NODE_NAME, *, engine_factory: EngineFactory | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMETERS:
+            # dynamic typing: a YAML '1' for a double must reach validate() and get a clear message,
+            # not abort construction with InvalidParameterTypeException.
+            self.declare_parameter(
+                spec.name,
+                spec.default,
+                ParameterDescriptor(description=spec.description, dynamic_typing=True),
+            )
+        self._engine_factory = engine_factory or _default_engine_factory
+        self.config: dict[str, Any] = {}
+        self.last_error = ""
+        self.stats = NodeStats()
+        self.engine: Engine | None = None
+        self.class_names: list[str] = []
+        self.slot: LatestSlot[tuple[Any, Any]] = LatestSlot()
+        self.pairer: ApproximateTimePairer | None = None
+        self._sync: Any = None
+        self._subs: list[Any] = []
+        self._mf_subs: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self._names_pub: Any = None
+        self._diag_pub: Any = None
+        self._diag_timer: Any = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._processor: PairProcessor | None = None
+        self._matched = 0
+        self._last_stamp: dict[str, int] = {}
+        self._window_marks: list[tuple[float, int, int, int]] = []
+        self._last_warn: dict[str, float] = {}
+        self._device = "none"
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def _fail(self, message: str) -> TransitionCallbackReturn:
+        self.last_error = message
+        self.get_logger().error(message)
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        try:
+            self.config = validate(values)
+        except ParameterError as exc:
+            return self._fail(f"configure failed: {exc}")
+        self.stats.reset()
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.get_logger().info("configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _make_normalizer(self) -> ThermalNormalizer:
+        c = self.config
+        fixed = c["thermal_normalization.mode"] == "fixed"
+        low, high = c["thermal_normalization.low"], c["thermal_normalization.high"]
+        unset = (low, high) == (0.0, 0.0)
+        return ThermalNormalizer(
+            mode=c["thermal_normalization.mode"],
+            low=low if fixed and not unset else None,
+            high=high if fixed and not unset else None,
+            percentiles=tuple(c["thermal_normalization.percentiles"]),
+            smoothing=c["thermal_normalization.smoothing"],
+        )
+
+    def _load_engine(self) -> Engine:
+        c = self.config
+        hom = parse_homography(c["homography"])
+        return self._engine_factory(
+            checkpoint=c["checkpoint"] or None,
+            device=c["device"],
+            precision=c["precision"],
+            homography=None if hom is None else np.array(hom, dtype=np.float64).reshape(3, 3),
+            num_threads=c["num_threads"] or None,
+        )
+
+    def _labels(self, engine: Engine) -> tuple[list[str], np.ndarray]:
+        """Class names and palette: the engine's, replaced by the parameters when set (checked to fit)."""
+        names = list(engine.class_names)
+        palette = np.asarray(engine.palette, dtype=np.uint8).reshape(-1, 3)
+        n = len(names)
+        override = split_list(self.config["class_names"])
+        if override:
+            if len(override) != n:
+                raise ParameterError("class_names", f"has {len(override)} names, the model has {n} classes")
+            names = override
+        colours = split_list(self.config["palette"])
+        if colours:
+            if len(colours) != n:
+                raise ParameterError("palette", f"has {len(colours)} colours, the model has {n} classes")
+            palette = parse_palette(colours)
+        return names, palette
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        c = self.config
+        try:
+            normalizer = self._make_normalizer()
+        except ValueError as exc:
+            return self._fail(f"activate failed: parameter 'thermal_normalization': {exc}")
+        try:
+            engine = self._load_engine()
+        except Exception as exc:  # CheckpointError, bad device, out of memory: all fatal here
+            return self._fail(f"activate failed: cannot load the model: {type(exc).__name__}: {exc}")
+        try:
+            names, palette = self._labels(engine)
+        except ParameterError as exc:
+            engine.close()
+            return self._fail(f"activate failed: {exc}")
+        self.engine, self.class_names = engine, names
+        self._device = f"{getattr(engine, 'device', 'unknown')} {c['precision']}"
+        wanted = {
+            name
+            for name, flag in (
+                ("fused", "publish_fused"),
+                ("segmentation", "publish_segmentation"),
+                ("segmentation_color", "publish_color"),
+                ("overlay", "publish_overlay"),
+            )
+            if c[flag]
+        }
+        self._processor = PairProcessor(
+            engine,
+            normalizer,
+            palette,
+            wanted,
+            overlay_alpha=c["overlay_alpha"],
+            has_homography=bool(c["homography"].strip()),
+            compressed=c["use_compressed"],
+        )
+        out_qos = make_qos(c["output_qos"], c["output_depth"])
+        self._pubs = {name: self.create_publisher(Image, OUTPUT_TOPICS[name], out_qos) for name in wanted}
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self._names_pub = self.create_publisher(String, CLASS_NAMES_TOPIC, latched)
+        hex_palette = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in palette.tolist()]
+        self._names_pub.publish(String(data=json.dumps({"class_names": names, "palette": hex_palette})))
+        self._start_worker()
+        self._create_inputs()
+        self.get_logger().info(
+            f"active: model on {self._device}, {len(names)} classes, publishing {sorted(wanted)}, "
+            f"pairing with {'message_filters' if self._sync is not None else 'ApproximateTimePairer'}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        self.get_logger().info("inactive: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        self._destroy_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        self._destroy_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        """Inputs first (nothing new arrives), then the worker, then outputs and the model."""
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs, self._mf_subs, self._sync = [], [], None
+        self._stop.set()
+        self.slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            if self._worker.is_alive():
+                self.get_logger().error("worker did not stop within 30 s (inference stuck?)")
+            self._worker = None
+        self.slot.clear()
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs = {}
+        if self._names_pub is not None:
+            self.destroy_publisher(self._names_pub)
+            self._names_pub = None
+        if self.engine is not None:
+            self.engine.close()  # FusionEngine.close() also empties the CUDA cache
+            self.engine = None
+        self._processor = None
+        self._device = "none"
+
+    def _destroy_diagnostics(self) -> None:
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+
+    # ------------------------------------------------------------------------------------ inputs
+    def _create_inputs(self) -> None:
+        c = self.config
+        qos = make_qos(c["input_qos"], c["input_depth"])
+        msg_type = CompressedImage if c["use_compressed"] else Image
+        suffix = "/compressed" if c["use_compressed"] else ""
+        topics = {s: INPUTS[s] + suffix for s in INPUTS}
+        self._matched = 0
+        self._last_stamp = {}
+        self._window_marks = []
+        if message_filters is not None:
+            # Explicit QoS: message_filters.Subscriber defaults to RELIABLE and then hears nothing from a
+            # best-effort camera driver, without a warning.
+            subs = [message_filters.Subscriber(self, msg_type, topics[s], qos_profile=qos) for s in INPUTS]
+            for stream, sub in zip(INPUTS, subs, strict=True):
+                sub.registerCallback(lambda msg, s=stream: self._count(s, msg))
+            self._sync = message_filters.ApproximateTimeSynchronizer(
+                subs, c["sync_queue_size"], c["sync_slop"]
+            )
+            self._sync.registerCallback(self._on_synced)
+            self._mf_subs = subs
+            self._subs = [s.sub for s in subs]
+            self.pairer = None
+        else:
+            self.pairer = ApproximateTimePairer(c["sync_queue_size"], c["sync_slop"])
+            self._subs = [
+                self.create_subscription(msg_type, topics[s], lambda msg, s=s: self._on_message(s, msg), qos)
+                for s in INPUTS
+            ]
+
+    def _count(self, stream: str, msg: Any, t0: float | None = None) -> None:
+        self._last_stamp[stream] = stamp_ns(msg)
+        self.stats.on_message(stream, None if t0 is None else (time.perf_counter() - t0) * 1e3)
+
+    def _on_message(self, stream: str, msg: Any) -> None:
+        t0 = time.perf_counter()
+        pairer = self.pairer
+        if pairer is None:
+            return
+        for pair in pairer.add(stream, stamp_ns(msg), msg):
+            self._matched += 1
+            self._hand_off(pair.rgb, pair.thermal)
+        self._count(stream, msg, t0)
+
+    def _on_synced(self, rgb: Any, thermal: Any) -> None:
+        """message_filters callback, run under its lock: store only."""
+        self._matched += 1
+        self._hand_off(rgb, thermal)
+
+    def _hand_off(self, rgb: Any, thermal: Any) -> None:
+        self.stats.on_pair()
+        self.slot.put((rgb, thermal))
+
+    # ------------------------------------------------------------------------------------ worker
+    def _start_worker(self) -> None:
+        self._stop.clear()
+        self.slot.clear()
+        self.slot.reopen()
+        self._worker = threading.Thread(target=self._work, name="sccosf-worker", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.slot.take(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as exc:  # the worker must survive anything a pair can cause
+                self._report(BadInputError("pair", "internal", f"{type(exc).__name__}: {exc}"))
+
+    def _report(self, exc: BadInputError) -> None:
+        """Log each stream/kind once (the first one is what a user needs), count every one."""
+        if self.stats.on_bad(exc.stream, exc.kind) == 1:
+            self.get_logger().error(
+                f"bad input ({exc.kind}): {exc}. Counted in /diagnostics as "
+                f"bad_input.{exc.stream}/{exc.kind}; not logged again."
+            )
+
+    def _process(self, rgb_msg: Any, thermal_msg: Any) -> None:
+        processor = self._processor
+        if processor is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            out = processor.process(rgb_msg, thermal_msg)
+        except BadInputError as exc:
+            self._report(exc)
+            return
+        for kind, message in out.warnings:
+            if self.stats.on_warning(kind) == 1:
+                self.get_logger().warning(f"{message} (counted as warning.{kind}; not logged again)")
+        for name, fields in out.images.items():
+            msg = Image()
+            msg.header = rgb_msg.header  # the RGB input's stamp and frame_id, never now()
+            msg.encoding = fields.encoding
+            msg.height, msg.width, msg.step = fields.height, fields.width, fields.step
+            msg.is_bigendian = fields.is_bigendian
+            msg.data = fields.data
+            pub = self._pubs.get(name)
+            if pub is not None:
+                pub.publish(msg)
+        done = time.perf_counter()
+        infer_ms = out.timings["infer"]
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns(rgb_msg)) / 1e6
+        self.stats.on_output(infer_ms, (done - t0) * 1e3 - infer_ms, latency_ms)
+
+    # ------------------------------------------------------------------------------------ diagnostics
+    def pairing_counts(self) -> dict[str, int]:
+        """matched / dropped_* (queue overflow, no partner) / pending_*, from whichever synchroniser runs."""
+        out = {"matched": self._matched}
+        if self.pairer is not None:
+            st = self.pairer.stats()
+            for s in INPUTS:
+                out[f"unmatched_{s}"] = st.dropped[s] + st.replaced[s]
+                out[f"pending_{s}"] = st.pending[s]
+        elif self._sync is not None:
+            queues = getattr(self._sync, "queues", [{}, {}])
+            for s, q in zip(INPUTS, queues, strict=False):
+                pending = len(q)
+                out[f"pending_{s}"] = pending
+                out[f"unmatched_{s}"] = max(self.stats.received[s] - self._matched - pending, 0)
+        return out
+
+    def _check_matching(self, now: float, counts: dict[str, int]) -> str:
+        """Warn (rate-limited) when both inputs arrive but few pairs form: the failure users cannot see."""
+        rx = (self.stats.received["rgb"], self.stats.received["thermal"])
+        self._window_marks.append((now, rx[0], rx[1], counts["matched"]))
+        self._window_marks = [m for m in self._window_marks if now - m[0] <= UNMATCHED_WINDOW_S + 0.5]
+        t_old, rgb_old, th_old, matched_old = self._window_marks[0]
+        possible = min(rx[0] - rgb_old, rx[1] - th_old)
+        matched = counts["matched"] - matched_old
+        problem = ""
+        if possible >= 3 and matched < possible / 2:
+            skew = (self._last_stamp.get("thermal", 0) - self._last_stamp.get("rgb", 0)) / 1e9
+            problem = (
+                f"only {matched} of ~{possible} possible pairs matched in the last {now - t_old:.0f} s; "
+                f"latest thermal-rgb stamp difference {skew:+.3f} s, "
+                f"sync_slop {self.config['sync_slop']} s: "
+                "check camera clocks/stamps or raise sync_slop"
+            )
+        elif now - t_old >= UNMATCHED_WINDOW_S and (rx[0] - rgb_old > 0) != (rx[1] - th_old > 0):
+            silent = "thermal" if rx[0] - rgb_old > 0 else "rgb"
+            problem = (
+                f"no {silent} messages for {now - t_old:.0f} s while the other input arrives: check the "
+                f"remapping and QoS (input_qos={self.config['input_qos']})"
+            )
+        if problem and now - self._last_warn.get("unmatched", -1e9) >= WARN_EVERY_S:
+            self._last_warn["unmatched"] = now
+            self.stats.on_warning("unmatched")
+            self.get_logger().warning(problem)
+        return problem
+
+    def diagnostics(self) -> DiagnosticStatus:
+        """The node's one DiagnosticStatus (also used by tests directly)."""
+        now = time.monotonic()
+        counts = self.pairing_counts()
+        active = self._processor is not None
+        problem = self._check_matching(now, counts) if active else ""
+        values: dict[str, Any] = dict(self.stats.snapshot())
+        values.update(counts)
+        values["pairs_dropped_slow"] = self.slot.dropped
+        values["device"] = self._device
+        values["synchronizer"] = "message_filters" if self._sync is not None else "ApproximateTimePairer"
+        level, message = DiagnosticStatus.OK, "ok"
+        if not active:
+            level, message = DiagnosticStatus.WARN, "inactive: " + (self.last_error or "not activated")
+        elif problem:
+            level, message = DiagnosticStatus.WARN, problem
+        elif values["bad_inputs_total"]:
+            level, message = DiagnosticStatus.WARN, f"{values['bad_inputs_total']} bad inputs so far"
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: fusion", message=message, hardware_id=self._device
+        )
+        status.values = [
+            KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()
+        ]
+        return status
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None:
+            return
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self.diagnostics()]
+        self._diag_pub.publish(array)
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run sccosf_ros fusion_node``: start, and with ``autostart`` configure and activate."""
+    rclpy.init(args=args)
+    node = FusionNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    code = 0
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise SystemExit(1)
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                raise SystemExit(1)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        node._teardown()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

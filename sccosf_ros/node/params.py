@@ -1,0 +1,299 @@
+"""The fusion node's parameters: one table, read by the node, the launch file, the YAML test and the docs.
+
+Kept free of ROS imports so that ``launch/fusion.launch.py`` and the tests can read it without rclpy or
+launch installed. Every value is validated here, in one place, so an invalid setting fails ``configure`` with
+a message naming the parameter and the reason instead of surfacing later as a stack trace in the worker.
+
+Optional lists (``homography``, ``class_names``, ``palette``) are *strings*: ROS 2 cannot type an empty
+list parameter (``[]`` in a params file yields an uninitialised or byte-array parameter), and launch arguments
+are strings anyway. They hold comma- or whitespace-separated items; empty means "not set".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "system_default")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class ParameterError(ValueError):
+    """An invalid parameter value; ``str()`` names the parameter and why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"parameter '{name}': {reason}")
+        self.name = name
+        self.reason = reason
+
+
+Validator = Callable[[Any], str | None]  # returns a reason when invalid
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name (dots = YAML nesting), default (its type is the parameter's type), doc, check."""
+
+    name: str
+    default: Any
+    description: str
+    validator: Validator | None = None
+
+
+def _one_of(*choices: str) -> Validator:
+    return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+def _int_at_least(lo: int) -> Validator:
+    return lambda v: None if v >= lo else f"must be >= {lo}, got {v}"
+
+
+def _device(v: str) -> str | None:
+    return None if DEVICE_RE.match(v) else f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}"
+
+
+def _finite(v: float) -> str | None:
+    return None if math.isfinite(v) else f"must be finite, got {v}"
+
+
+def _slop(v: float) -> str | None:
+    return None if math.isfinite(v) and v > 0 else f"must be > 0 seconds, got {v}"
+
+
+def _alpha(v: float) -> str | None:
+    return None if 0.0 <= v <= 1.0 else f"must be in [0, 1], got {v}"
+
+
+def _smoothing(v: float) -> str | None:
+    return None if 0.0 <= v < 1.0 else f"must be in [0, 1), got {v}"
+
+
+def _percentiles(v: list[float]) -> str | None:
+    if len(v) != 2 or not (0.0 <= v[0] < v[1] <= 100.0):
+        return f"must be two numbers with 0 <= low < high <= 100, got {list(v)}"
+    return None
+
+
+def split_list(text: str) -> list[str]:
+    """Items of a comma/whitespace-separated string parameter (brackets and quotes tolerated)."""
+    text = text.strip().strip("[]")
+    return [t.strip().strip("'\"") for t in re.split(r"[,\s]+", text) if t.strip().strip("'\"")]
+
+
+def parse_homography(text: str) -> list[float] | None:
+    """9 row-major numbers (thermal pixel -> RGB pixel) or None for an empty string."""
+    items = split_list(text)
+    if not items:
+        return None
+    try:
+        values = [float(t) for t in items]
+    except ValueError:
+        raise ValueError(f"must be 9 numbers (row-major 3x3), got {text!r}") from None
+    if len(values) != 9:
+        raise ValueError(f"must be 9 numbers (row-major 3x3), got {len(values)}")
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError("contains NaN or inf")
+    return values
+
+
+def _homography(v: str) -> str | None:
+    try:
+        parse_homography(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _palette(v: str) -> str | None:
+    if not split_list(v):
+        return None
+    from sccosf_ros.imaging.palette import parse_palette  # numpy/cv2 only when a palette is set
+
+    try:
+        parse_palette(split_list(v))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "checkpoint", "", "Model file (.safetensors); empty = the shipped models/sccosf_tiny.safetensors"
+    ),
+    ParamSpec("device", "auto", "Inference device: auto (CUDA when available), cpu, cuda or cuda:N", _device),
+    ParamSpec(
+        "precision",
+        "fp32",
+        "Inference precision: fp32, fp16 (CUDA only) or bf16",
+        _one_of("fp32", "fp16", "bf16"),
+    ),
+    ParamSpec("num_threads", 0, "CPU threads for torch; 0 = torch's default", _int_at_least(0)),
+    ParamSpec(
+        "thermal_normalization.mode",
+        "percentile",
+        "Thermal to [0,1]: percentile (smoothed robust range), minmax (per frame) or fixed (low/high)",
+        _one_of("percentile", "minmax", "fixed"),
+    ),
+    ParamSpec(
+        "thermal_normalization.low",
+        0.0,
+        "Fixed mode: raw value mapped to 0 (low = high = 0: the dtype's full range)",
+        _finite,
+    ),
+    ParamSpec(
+        "thermal_normalization.high",
+        0.0,
+        "Fixed mode: raw value mapped to 1 (low = high = 0: the dtype's full range)",
+        _finite,
+    ),
+    ParamSpec(
+        "thermal_normalization.percentiles",
+        [1.0, 99.0],
+        "Percentile mode: [low, high] percentiles",
+        _percentiles,
+    ),
+    ParamSpec(
+        "thermal_normalization.smoothing",
+        0.8,
+        "Percentile mode: weight of the previous range, in [0, 1)",
+        _smoothing,
+    ),
+    ParamSpec(
+        "homography",
+        "",
+        "Thermal->RGB pixel homography, 9 row-major numbers; empty = resize only",
+        _homography,
+    ),
+    ParamSpec("sync_queue_size", 10, "Approximate-time sync queue length per input", _int_at_least(1)),
+    ParamSpec(
+        "sync_slop", 0.06, "Max stamp difference (s) of a pair; >= half the slower camera's period", _slop
+    ),
+    ParamSpec(
+        "use_compressed", False, "Subscribe to <input>/compressed (sensor_msgs/CompressedImage) instead"
+    ),
+    ParamSpec(
+        "input_qos",
+        "sensor_data",
+        "Subscriber QoS: sensor_data, reliable, best_effort, system_default",
+        _one_of(*QOS_CHOICES),
+    ),
+    ParamSpec("input_depth", 5, "Subscriber queue depth (keep last N)", _int_at_least(1)),
+    ParamSpec(
+        "output_qos",
+        "reliable",
+        "Publisher QoS: reliable, best_effort, sensor_data, system_default",
+        _one_of(*QOS_CHOICES),
+    ),
+    ParamSpec("output_depth", 5, "Publisher queue depth (keep last N)", _int_at_least(1)),
+    ParamSpec("publish_fused", True, "Publish sccosf/fused (rgb8)"),
+    ParamSpec("publish_segmentation", True, "Publish sccosf/segmentation (mono8 class ids)"),
+    ParamSpec("publish_color", True, "Publish sccosf/segmentation_color (rgb8 palette colours)"),
+    ParamSpec("publish_overlay", False, "Publish sccosf/overlay (palette blended over the fused image)"),
+    ParamSpec("overlay_alpha", 0.5, "Overlay opacity in [0, 1]", _alpha),
+    ParamSpec(
+        "class_names", "", "Comma-separated class names overriding the checkpoint's; empty = checkpoint's"
+    ),
+    ParamSpec(
+        "palette",
+        "",
+        "Comma-separated #rrggbb colours overriding the checkpoint's; empty = checkpoint's",
+        _palette,
+    ),
+    ParamSpec("autostart", True, "main(): configure and activate the lifecycle node by itself"),
+)
+
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _coerce(spec: ParamSpec, value: Any) -> Any:
+    """Bring ``value`` to the default's type (ints are accepted for doubles); raise ParameterError."""
+    d = spec.default
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: _is_number(value),
+        str: isinstance(value, str),
+        list: isinstance(value, (list, tuple)) and all(_is_number(x) for x in value),
+    }[type(d)]
+    if not ok:
+        raise ParameterError(
+            spec.name, f"expected {type(d).__name__}, got {value!r} ({type(value).__name__})"
+        )
+    if isinstance(d, float):
+        return float(value)
+    if isinstance(d, list):
+        return [float(x) for x in value]
+    return value
+
+
+def validate(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a complete or partial mapping name -> value; return it coerced, defaults filled in.
+
+    Cross-parameter rules live here too (fixed-mode range, palette length vs class names).
+    """
+    unknown = sorted(set(values) - set(SPECS))
+    if unknown:
+        raise ParameterError(unknown[0], f"unknown parameter (known: {', '.join(SPECS)})")
+    out: dict[str, Any] = {}
+    for spec in PARAMETERS:
+        value = _coerce(spec, values[spec.name]) if spec.name in values else spec.default
+        if spec.validator is not None:
+            reason = spec.validator(value)
+            if reason:
+                raise ParameterError(spec.name, reason)
+        out[spec.name] = value
+    low, high = out["thermal_normalization.low"], out["thermal_normalization.high"]
+    if out["thermal_normalization.mode"] == "fixed" and (low, high) != (0.0, 0.0) and not low < high:
+        raise ParameterError("thermal_normalization.high", f"must be > low ({low}) in fixed mode, got {high}")
+    names, colours = split_list(out["class_names"]), split_list(out["palette"])
+    if names and colours and len(names) != len(colours):
+        raise ParameterError("palette", f"has {len(colours)} colours for {len(names)} class_names")
+    return out
+
+
+def launch_value(name: str, text: str) -> Any:
+    """Parse a launch-argument string into the parameter's type (YAML rules, as launch_ros does)."""
+    spec = SPECS[name]
+    if isinstance(spec.default, str):
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParameterError(name, f"cannot parse {text!r}: {exc}") from None
+    return _coerce(spec, value)
+
+
+def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
+    """Typed parameters for the launch arguments that differ from the node's defaults.
+
+    Only these are passed after the params file, so a params file is not silently overridden by launch
+    arguments the user never set (the launch argument defaults equal the node defaults).
+    """
+    out: dict[str, Any] = {}
+    for name, text in arguments.items():
+        if name not in SPECS:
+            continue
+        value = launch_value(name, text)
+        if value != SPECS[name].default:
+            out[name] = value
+    validate(out)
+    return out
+
+
+def default_text(spec: ParamSpec) -> str:
+    """The default as a launch-argument string."""
+    d = spec.default
+    if isinstance(d, bool):
+        return "true" if d else "false"
+    if isinstance(d, list):
+        return "[" + ", ".join(repr(x) for x in d) + "]"
+    return str(d)
