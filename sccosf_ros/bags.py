@@ -24,6 +24,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from sccosf_ros.imaging.encodings import (
     ImageConversionError,
+    ImageFields,
     decode_compressed,
     image_to_numpy,
     numpy_to_image_fields,
@@ -185,6 +186,11 @@ def make_image_message(array: np.ndarray, encoding: str, stamp_ns: int, frame_id
         f = numpy_to_image_fields(array, encoding)
     except ImageConversionError as exc:
         raise BagError(f"cannot encode image as {encoding}: {exc}") from exc
+    return message_from_fields(f, stamp_ns, frame_id)
+
+
+def message_from_fields(f: ImageFields, stamp_ns: int, frame_id: str = "") -> Any:
+    """A rosbags ``sensor_msgs/Image`` from encoded fields (e.g. the node's ``PairProcessor`` output)."""
     sec, nsec = ns_to_stamp(stamp_ns)
     return _Image(
         header=_Header(stamp=_Time(sec=sec, nanosec=nsec), frame_id=frame_id),

@@ -1,0 +1,371 @@
+"""Offline evaluation of a bag: pair, run the network, score, write an output bag and a report. No ROS.
+
+Why offline as well as live (``sccosf_ros.replay``): with no executor, DDS or drops in the way, every pair
+the node's synchroniser would form is processed, so the scores depend on the model and the data only and are
+reproducible; the live replay then measures what the real node adds (latency, drops). Both paths use the
+node's own pieces: :class:`~sccosf_ros.pairing.ApproximateTimePairer` with the node's default queue and slop,
+and :class:`~sccosf_ros.node.processing.PairProcessor` for decoding, thermal normalisation and output
+encoding, so the output bag holds exactly what the node would publish for those inputs.
+
+Scoring conventions: fusion metrics (:mod:`sccosf_ros.metrics.fusion`) compare the fused image with the
+visible frame and with the thermal frame *as the network saw it* (normalised to [0, 1], resampled to the RGB
+grid); segmentation is scored against the label image whose header stamp equals the RGB frame's stamp exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from sccosf_ros import bags
+from sccosf_ros.imaging.color import colorize_mask
+from sccosf_ros.imaging.resize import warp_thermal_to_rgb
+from sccosf_ros.imaging.thermal import ThermalNormalizer
+from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
+from sccosf_ros.metrics.segmentation import ConfusionMatrix
+from sccosf_ros.node.params import SPECS
+from sccosf_ros.node.processing import BadInputError, PairProcessor
+from sccosf_ros.pairing import ApproximateTimePairer, Pair
+from sccosf_ros.report import ContactSheet, write_report
+
+OUTPUT_TOPICS = {
+    "fused": bags.FUSED_TOPIC,
+    "segmentation": bags.SEGMENTATION_TOPIC,
+    "segmentation_color": bags.SEGMENTATION_COLOR_TOPIC,
+}
+FUSION_CONVENTION = (
+    "Grey 0-255, no stretching; MI in nats and MI, SSIM, VIF summed over (F, IR) + (F, VI) "
+    "(CDDFuse/EMMA evaluator convention, see docs/metrics.md). IR = thermal as the network saw it."
+)
+SHEET_ROWS = ["visible", "thermal", "fused", "segmentation", "ground truth"]
+
+
+@dataclass
+class EvalConfig:
+    """Topics, pairing and model settings; pairing defaults are the node's own parameter defaults."""
+
+    rgb_topic: str = bags.RGB_TOPIC
+    thermal_topic: str = bags.THERMAL_TOPIC
+    label_topic: str | None = bags.LABEL_TOPIC
+    checkpoint: str | Path | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    slop: float = SPECS["sync_slop"].default
+    queue_size: int = SPECS["sync_queue_size"].default
+    max_pairs: int | None = None
+    storage: str = "mcap"
+    write_bag: bool = True
+    progress: bool = True
+    contact_columns: int = 6
+
+
+def make_normalizer() -> ThermalNormalizer:
+    """The node's default thermal normaliser (same parameter table), so offline and live inputs agree."""
+    return ThermalNormalizer(
+        mode=SPECS["thermal_normalization.mode"].default,
+        percentiles=tuple(SPECS["thermal_normalization.percentiles"].default),
+        smoothing=SPECS["thermal_normalization.smoothing"].default,
+    )
+
+
+class _RecordingEngine:
+    """Engine proxy that keeps the last call's inputs and result, so the scorer sees exactly what the
+    node's PairProcessor fed the network without preparing (and normalising) each frame twice."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.class_names = list(engine.class_names)
+        self.palette = engine.palette
+        self.last: tuple[np.ndarray, np.ndarray, Any] | None = None
+
+    def infer(self, rgb: np.ndarray, thermal: np.ndarray) -> Any:
+        result = self.engine.infer(rgb, thermal)
+        self.last = (rgb, thermal, result)
+        return result
+
+    def close(self) -> None:
+        """The caller owns the real engine."""
+
+
+def load_labels(bag: str | Path, topic: str | None) -> tuple[dict[int, bytes] | None, str | None]:
+    """Label images by header stamp, PNG-compressed in memory (class maps shrink ~30x), or (None, reason)."""
+    if not topic:
+        return None, "no label topic given"
+    if topic not in bags.bag_topics(bag):
+        return None, f"label topic {topic} not in the bag: no segmentation scores"
+    out: dict[int, bytes] = {}
+    for m in bags.read_images(bag, [topic]):
+        if m.array.ndim != 2 or not np.issubdtype(m.array.dtype, np.integer):
+            raise bags.BagError(f"labels on {topic} must be single-channel class ids, got {m.encoding}")
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(m.array))
+        if not ok:
+            raise bags.BagError(f"cannot buffer label at stamp {m.stamp_ns}")
+        out[m.stamp_ns] = png.tobytes()
+    return out, None
+
+
+def _decode_label(png: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0}
+    a = np.asarray(values, np.float64)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"p50": p50, "p95": p95, "p99": p99, "max": a.max(), "mean": a.mean(), "count": len(a)}
+
+
+@dataclass
+class FrameScorer:
+    """Per-frame fusion metrics, the confusion matrix and the contact sheet; shared with the live replay."""
+
+    class_names: list[str]
+    palette: np.ndarray
+    labels: dict[int, bytes] | None = None
+    contact_columns: int = 6
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.confusion = ConfusionMatrix(len(self.class_names))
+        rows = SHEET_ROWS if self.labels is not None else SHEET_ROWS[:-1]
+        self.sheet = ContactSheet(rows, columns=self.contact_columns)
+        self.labelled = 0
+        self.metric_ms: list[float] = []
+
+    def warn(self, text: str) -> None:
+        """Record a warning once (reports list each distinct problem, not every frame)."""
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def add(
+        self,
+        stamp_ns: int,
+        rgb: np.ndarray,
+        thermal: np.ndarray,
+        fused: np.ndarray,
+        mask: np.ndarray,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Score one frame: ``rgb`` uint8 (H, W, 3), ``thermal`` float [0, 1] or uint8 (any size),
+        ``fused`` uint8 (H, W, 3), ``mask`` uint8 (H, W). Returns the per-frame record."""
+        t0 = time.perf_counter()
+        if thermal.shape[:2] != rgb.shape[:2]:
+            thermal = warp_thermal_to_rgb(thermal, rgb.shape, None)
+        record: dict[str, Any] = {"stamp_ns": int(stamp_ns), **(extra or {})}
+        try:
+            record.update(fusion_metrics(to_gray255(fused), to_gray255(thermal), to_gray255(rgb)))
+        except ValueError as exc:  # e.g. a frame smaller than the SSIM window: keep going, say why
+            self.warn(f"fusion metrics skipped for some frames: {exc}")
+        label = None
+        if self.labels is not None:
+            png = self.labels.get(int(stamp_ns))
+            record["labelled"] = png is not None
+            if png is not None:
+                label = _decode_label(png)
+                if label.shape != mask.shape:
+                    self.warn(f"labels {label.shape} resized (nearest) to the mask size {mask.shape}")
+                    label = cv2.resize(label, mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
+                try:
+                    self.confusion.update(mask, label)
+                    self.labelled += 1
+                except ValueError as exc:
+                    self.warn(f"label at {stamp_ns} not scored: {exc}")
+        self.metric_ms.append((time.perf_counter() - t0) * 1e3)
+        self.frames.append(record)
+        if self.sheet.wants_next():
+            rows = {"visible": rgb, "thermal": thermal, "fused": fused,
+                    "segmentation": colorize_mask(mask, self.palette)}
+            if label is not None:
+                rows["ground truth"] = colorize_mask(label, self.palette)
+            self.sheet.add(f"t={(stamp_ns - self.frames[0]['stamp_ns']) / 1e9:.2f} s", rows)
+        return record
+
+    def fusion_summary(self) -> dict[str, Any]:
+        means = {}
+        for name in FUSION_METRICS:
+            vals = [f[name] for f in self.frames if name in f and math.isfinite(f[name])]
+            means[name] = float(np.mean(vals)) if vals else None
+        scored = sum(1 for f in self.frames if "EN" in f)
+        return {"frames": scored, "convention": FUSION_CONVENTION, "mean": means, "per_frame": self.frames}
+
+    def segmentation_summary(self) -> dict[str, Any] | None:
+        if self.labels is None or self.labelled == 0:
+            return None
+        iou = self.confusion.iou()
+        support = self.confusion.matrix.sum(1)
+        return {
+            "miou": self.confusion.miou(),
+            "pixel_accuracy": self.confusion.pixel_accuracy(),
+            "frames": self.labelled,
+            "per_class_iou": {n: float(v) for n, v in zip(self.class_names, iou, strict=True)},
+            "support": {n: int(s) for n, s in zip(self.class_names, support, strict=True)},
+            "confusion_matrix": self.confusion.matrix.tolist(),
+        }
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="msg", desc=desc, dynamic_ncols=True, leave=False)
+
+
+def _pairing_counts(pairer: ApproximateTimePairer, evaluated: int, bad: Mapping[str, int]) -> dict[str, Any]:
+    st = pairer.stats()
+    return {
+        "rgb_messages": st.received["rgb"],
+        "thermal_messages": st.received["thermal"],
+        "pairs_matched": st.matched,
+        "pairs_evaluated": evaluated,
+        "pairs_rejected": sum(bad.values()),
+        "rgb_unmatched": st.received["rgb"] - st.matched,
+        "thermal_unmatched": st.received["thermal"] - st.matched,
+        "rejected_by_kind": dict(bad),
+    }
+
+
+def open_engine(checkpoint: str | Path | None, device: str, precision: str) -> Any:
+    """A :class:`FusionEngine`; imported here so that bag tools do not pay for torch."""
+    from sccosf_ros.engine import FusionEngine
+
+    return FusionEngine(checkpoint=checkpoint, device=device, precision=precision)
+
+
+def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None = None,
+                 engine: Any = None) -> dict[str, Any]:
+    """Evaluate ``bag`` into ``out_dir``: report.md/json, contact_sheet.png and output_bag.
+
+    Returns the report dict. Inputs are processed in recording order, as the node would receive them.
+    """
+    cfg = config or EvalConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    topics = bags.bag_topics(bag)
+    inputs = [cfg.rgb_topic, cfg.thermal_topic]
+    labels, label_note = load_labels(bag, cfg.label_topic)
+    copy_topics = inputs + ([cfg.label_topic] if labels is not None and cfg.label_topic else [])
+    for t in inputs:  # fail before loading the model when the bag cannot be evaluated
+        if t not in topics:
+            raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
+    compressed = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
+    if len(compressed) != 1:
+        raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
+    engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision)
+    recorder = _RecordingEngine(engine)
+    processor = PairProcessor(recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS),
+                              compressed=compressed.pop())
+    pairer = ApproximateTimePairer(cfg.queue_size, cfg.slop)
+    scorer = FrameScorer(recorder.class_names, engine.palette, labels, cfg.contact_columns)
+    bag_path = out / "output_bag"
+    if cfg.write_bag and bag_path.exists():
+        raise bags.BagError(f"{bag_path} exists; evaluate into an empty directory")
+    writer = bags.BagWriter(bag_path, cfg.storage) if cfg.write_bag else None
+    info = bags.bag_info(bag)
+    total = sum(info.topic(t).count for t in copy_topics)
+    bad: dict[str, int] = {}
+    stage_ms: dict[str, list[float]] = {}
+    skews: list[float] = []
+    evaluated = 0
+    t_start = time.perf_counter()
+    try:
+        with _progress(total, cfg.progress, "sccosf-eval") as bar:
+            for raw in bags.read_raw(bag, copy_topics):
+                if cfg.max_pairs is not None and evaluated >= cfg.max_pairs:
+                    break
+                bar.update(1)
+                if writer is not None:
+                    writer.write_raw(raw.topic, raw.msgtype, raw.log_time_ns, raw.data)
+                if raw.topic not in inputs:
+                    continue
+                msg = bags.TYPESTORE.deserialize_cdr(raw.data, raw.msgtype)
+                stream = "rgb" if raw.topic == cfg.rgb_topic else "thermal"
+                for pair in pairer.add(stream, bags.stamp_to_ns(msg.header.stamp), msg):
+                    ok = _process_pair(pair, processor, recorder, scorer, writer, raw.log_time_ns, bad,
+                                       stage_ms)
+                    if ok:
+                        evaluated += 1
+                        skews.append(pair.skew_ns / 1e6)
+                bar.set_postfix(pairs=evaluated, refresh=False)
+    finally:
+        if writer is not None:
+            writer.close()
+    wall = time.perf_counter() - t_start
+    outputs = {"report_md": str(out / "report.md"), "report_json": str(out / "report.json"),
+               "output_bag": str(bag_path) if writer is not None else None}
+    sheet = scorer.sheet.save(out / "contact_sheet.png")
+    outputs["contact_sheet"] = str(sheet) if sheet else None
+    report: dict[str, Any] = {
+        "title": "SC-CoSF offline evaluation",
+        "mode": "offline (every pair the node's synchroniser forms, no drops)",
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bag": str(bag),
+        "checkpoint": str(getattr(engine, "checkpoint", cfg.checkpoint)),
+        "device": str(getattr(engine, "device", cfg.device)),
+        "topics": {"rgb": cfg.rgb_topic, "thermal": cfg.thermal_topic, "labels": cfg.label_topic},
+        "pairing": {"slop_s": cfg.slop, "queue_size": cfg.queue_size},
+        "pairs": {**_pairing_counts(pairer, evaluated, bad),
+                  "skew_ms_abs_mean": float(np.mean(np.abs(skews))) if skews else None,
+                  "skew_ms_abs_max": float(np.max(np.abs(skews))) if skews else None},
+        "throughput": {
+            "pairs": evaluated,
+            "wall_s": wall,
+            "pairs_per_s": evaluated / wall if wall > 0 else None,
+            "bag_duration_s": info.duration_s,
+            "stage_ms_mean": {k: float(np.mean(v)) for k, v in stage_ms.items()},
+            "metrics_ms_mean": float(np.mean(scorer.metric_ms)) if scorer.metric_ms else None,
+        },
+        "fusion": scorer.fusion_summary(),
+        "segmentation": scorer.segmentation_summary(),
+        "outputs": outputs,
+        "warnings": scorer.warnings + [f"{k}: {v} pairs rejected" for k, v in bad.items()],
+    }
+    if report["segmentation"] is None:
+        report["segmentation_note"] = label_note or "no label matched an evaluated RGB stamp: no mIoU"
+    write_report(out, report)
+    return report
+
+
+def _process_pair(
+    pair: Pair,
+    processor: PairProcessor,
+    recorder: _RecordingEngine,
+    scorer: FrameScorer,
+    writer: bags.BagWriter | None,
+    log_time_ns: int,
+    bad: dict[str, int],
+    stage_ms: dict[str, list[float]],
+) -> bool:
+    """Run one pair as the node would; count (not raise) bad input. Outputs are logged when the pair formed
+    (the arrival that completed it), which keeps the output bag's log times monotonic."""
+    try:
+        output = processor.process(pair.rgb, pair.thermal)
+    except BadInputError as exc:
+        bad[exc.kind] = bad.get(exc.kind, 0) + 1
+        scorer.warn(f"rejected pair at {pair.rgb_stamp_ns}: {exc}")
+        return False
+    assert recorder.last is not None
+    rgb, thermal, result = recorder.last
+    for k, v in {**output.timings, **getattr(result, "timings", {})}.items():
+        stage_ms.setdefault(k, []).append(float(v))
+    if writer is not None:
+        frame_id = str(pair.rgb.header.frame_id)
+        for name, fields in output.images.items():
+            msg = bags.message_from_fields(fields, pair.rgb_stamp_ns, frame_id)
+            data = bags.TYPESTORE.serialize_cdr(msg, bags.IMAGE_TYPE)
+            writer.write_raw(OUTPUT_TOPICS[name], bags.IMAGE_TYPE, log_time_ns, data)
+    scorer.add(pair.rgb_stamp_ns, rgb, thermal, np.asarray(result.fused), np.asarray(result.mask),
+               {"thermal_stamp_ns": pair.thermal_stamp_ns, "skew_ms": pair.skew_ns / 1e6,
+                "infer_ms": output.timings.get("infer")})
+    return True
+
+
+__all__ = ["EvalConfig", "FrameScorer", "evaluate_bag", "load_labels", "make_normalizer", "open_engine"]
