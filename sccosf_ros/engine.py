@@ -1,0 +1,350 @@
+"""Inference engine: NumPy frames in, fused image + class mask out, with no ROS anywhere.
+
+The ROS node, the ``sccosf-fuse`` CLI, evaluation and benchmarks all run the network through this one
+class, so input checks, thermal registration, precision handling and post-processing behave identically
+everywhere. Per-call overhead matters at camera rate: frames travel to the device as uint8 (a quarter of
+the bytes of float32) and are converted there; argmax and the uint8 conversion of the fused image also run
+on the device so only compact results come back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sccosf_ros.checkpoint import CheckpointError, CheckpointMeta, build_from_checkpoint
+from sccosf_ros.imaging.resize import validate_homography, warp_thermal_to_rgb
+from sccosf_ros.imaging.thermal import to_thermal_gray
+from sccosf_ros.paths import DEFAULT_MODEL_NAME, default_checkpoint_path
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class FusionResult:
+    """One frame's output, all on the RGB camera's pixel grid."""
+
+    fused: np.ndarray
+    """(H, W, 3) uint8 RGB fused image."""
+    mask: np.ndarray
+    """(H, W) uint8 class ids (index into ``FusionEngine.class_names`` / ``palette``)."""
+    probs: np.ndarray | None = None
+    """(K, H, W) float32 softmax probabilities when asked for, else None (they cost K× the mask's memory)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Milliseconds for ``preprocess``, ``inference``, ``postprocess`` (a batch's time split evenly)."""
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available (use device='auto' or 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name} requested but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return dev
+
+
+def _check_precision(precision: str, device: torch.device) -> str:
+    p = str(precision).strip().lower()
+    if p not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if p == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "precision 'fp16' needs a CUDA device (CPU half precision is slow and inexact): "
+            "use 'bf16' or 'fp32' on CPU"
+        )
+    if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision 'bf16' is not supported by this GPU: use 'fp16' or 'fp32'")
+    return p
+
+
+def _check_rgb(rgb: object) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f"rgb must be a numpy array, got {type(rgb).__name__}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be (H, W, 3) RGB, got shape {rgb.shape}")
+    if rgb.size == 0:
+        raise ValueError(f"rgb image is empty (shape {rgb.shape})")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
+    return rgb
+
+
+def _check_thermal(thermal: object) -> np.ndarray:
+    """A single-channel uint8 or float32 [0, 1] frame; colour thermal is reduced to grey."""
+    if not isinstance(thermal, np.ndarray):
+        raise ValueError(f"thermal must be a numpy array, got {type(thermal).__name__}")
+    if thermal.size == 0:
+        raise ValueError(f"thermal image is empty (shape {thermal.shape})")
+    if thermal.ndim == 3 and thermal.shape[2] in (1, 3):
+        thermal = to_thermal_gray(thermal, "rgb8")
+    elif thermal.ndim != 2:
+        raise ValueError(f"thermal must be (H, W), (H, W, 1) or (H, W, 3), got shape {thermal.shape}")
+    if thermal.dtype == np.uint8:
+        return thermal
+    if not np.issubdtype(thermal.dtype, np.floating):
+        raise ValueError(
+            f"thermal must be uint8 or float in [0, 1], got {thermal.dtype}: normalise raw 16-bit counts or "
+            "temperatures with sccosf_ros.imaging.ThermalNormalizer first"
+        )
+    thermal = thermal.astype(np.float32, copy=False)
+    lo, hi = float(thermal.min()), float(thermal.max())  # NaN propagates into both
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("thermal contains NaN or inf: normalise it with ThermalNormalizer (maps them to 0)")
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError(
+            f"float thermal must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]: "
+            "normalise it with ThermalNormalizer"
+        )
+    return thermal
+
+
+class FusionEngine:
+    """Loads an SC-CoSF checkpoint once and runs it on (RGB, thermal) frame pairs.
+
+    ``checkpoint=None`` uses the shipped ``models/sccosf_tiny.safetensors``. ``precision`` other than fp32
+    runs under autocast (weights stay fp32, reductions stay accurate). ``homography`` (3×3, thermal pixel →
+    RGB pixel) registers a thermal camera that is not pixel-aligned with the RGB one; without it the thermal
+    frame is simply resized onto the RGB grid. ``num_threads`` sets torch's process-wide CPU thread count.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        homography: np.ndarray | None = None,
+        channels_last: bool | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self._device = _resolve_device(device)
+        self._precision = _check_precision(precision, self._device)
+        self._homography: np.ndarray | None = None
+        self.homography = homography
+        if num_threads is not None:
+            if int(num_threads) < 1:
+                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            torch.set_num_threads(int(num_threads))
+        if checkpoint is None:
+            checkpoint = default_checkpoint_path()
+            if checkpoint is None:
+                raise CheckpointError(
+                    f"no checkpoint given and no shipped model ({DEFAULT_MODEL_NAME}) found in the ROS share "
+                    "dir, <prefix>/share/sccosf_ros/models or the source checkout's models/: pass a "
+                    "checkpoint path (train one with sccosf-train)"
+                )
+        self._checkpoint = Path(checkpoint)
+        model, self._meta = build_from_checkpoint(self._checkpoint)
+        self._channels_last = self._device.type == "cuda" if channels_last is None else bool(channels_last)
+        model = model.to(self._device)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self._model: torch.nn.Module | None = model.eval()
+        self._palette = np.array(self._meta.palette, dtype=np.uint8).reshape(-1, 3)
+        self._palette.setflags(write=False)
+        if self._device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # frame sizes are fixed per stream
+
+    # ----------------------------------------------------------------------------------------- properties
+    @property
+    def meta(self) -> CheckpointMeta:
+        return self._meta
+
+    @property
+    def checkpoint(self) -> Path:
+        return self._checkpoint
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._meta.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return self._meta.num_classes
+
+    @property
+    def palette(self) -> np.ndarray:
+        """(K, 3) uint8 RGB, read-only; ready for ``imaging.colorize_mask``."""
+        return self._palette
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @property
+    def homography(self) -> np.ndarray | None:
+        return None if self._homography is None else self._homography.copy()
+
+    @homography.setter
+    def homography(self, value: np.ndarray | None) -> None:
+        self._homography = None if value is None else validate_homography(value)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            raise RuntimeError("FusionEngine is closed")
+        return self._model
+
+    # ------------------------------------------------------------------------------------------ inference
+    def _sync(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    def _autocast(self) -> torch.autocast | nullcontext[None]:
+        if self._precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self._device.type, dtype=_AUTOCAST_DTYPES[self._precision])
+
+    def _prepare(self, rgb: object, thermal: object) -> tuple[np.ndarray, np.ndarray]:
+        rgb_a = _check_rgb(rgb)
+        th = _check_thermal(thermal)
+        if self._homography is not None or th.shape != rgb_a.shape[:2]:
+            th = warp_thermal_to_rgb(th, rgb_a.shape, self._homography)
+        return rgb_a, th
+
+    def _to_device(
+        self, rgbs: Sequence[np.ndarray], thermals: Sequence[np.ndarray]
+    ) -> tuple[torch.Tensor, ...]:
+        """Upload uint8 (or float32 thermal) and convert to float [0, 1] on the device."""
+        rgb_np = rgbs[0][None] if len(rgbs) == 1 else np.stack(rgbs)
+        th_np = thermals[0][None] if len(thermals) == 1 else np.stack(thermals)
+        nb = self._device.type == "cuda"
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb_np)).to(self._device, non_blocking=nb)
+        th = torch.from_numpy(np.ascontiguousarray(th_np)).to(self._device, non_blocking=nb)
+        # NHWC -> NCHW view; for channels_last this permuted view already has the wanted strides.
+        rgb = rgb.permute(0, 3, 1, 2).float().div_(255.0)
+        th = th.unsqueeze(1).float()
+        th = th.div_(255.0) if thermals[0].dtype == np.uint8 else th.clamp_(0.0, 1.0)
+        fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+        return rgb.contiguous(memory_format=fmt), th.contiguous(memory_format=fmt)
+
+    def _run(
+        self, rgbs: Sequence[np.ndarray], thermals: Sequence[np.ndarray], return_probs: bool, t0: float
+    ) -> list[FusionResult]:
+        model = self.model
+        h, w = rgbs[0].shape[:2]
+        with torch.inference_mode():
+            rgb, th = self._to_device(rgbs, thermals)
+            self._sync()
+            t1 = time.perf_counter()
+            with self._autocast():
+                out = model(rgb, th)
+            self._sync()
+            t2 = time.perf_counter()
+            logits = out["seg_logits"].float()
+            if logits.shape[-2:] != (h, w):  # the contract says input resolution; be robust anyway
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            fused = out["fused"].float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+            fused_np = fused.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            # max().indices: same first-maximum rule as argmax, several times faster on CPU (measured).
+            mask_np = logits.max(dim=1).indices.to(torch.uint8).cpu().numpy()
+            probs_np = torch.softmax(logits, dim=1).cpu().numpy() if return_probs else None
+            t3 = time.perf_counter()
+        n = len(rgbs)
+        timings = {
+            "preprocess": (t1 - t0) * 1e3 / n,
+            "inference": (t2 - t1) * 1e3 / n,
+            "postprocess": (t3 - t2) * 1e3 / n,
+        }
+        return [
+            FusionResult(
+                fused=fused_np[i],
+                mask=mask_np[i],
+                probs=None if probs_np is None else probs_np[i],
+                timings=dict(timings),
+            )
+            for i in range(n)
+        ]
+
+    def infer(self, rgb: np.ndarray, thermal: np.ndarray, return_probs: bool = False) -> FusionResult:
+        """Fuse one pair: ``rgb`` (H, W, 3) uint8 RGB; ``thermal`` (h, w) uint8 or float [0, 1], any size."""
+        t0 = time.perf_counter()
+        rgb_a, th = self._prepare(rgb, thermal)
+        return self._run([rgb_a], [th], return_probs, t0)[0]
+
+    def infer_batch(
+        self,
+        pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+        return_probs: bool = False,
+        max_batch: int = 8,
+    ) -> list[FusionResult]:
+        """Fuse many pairs; pairs whose RGB size and thermal dtype match run as one batch. Order is kept."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        results: list[FusionResult | None] = [None] * len(pairs)
+        groups: dict[tuple[tuple[int, ...], np.dtype], list[int]] = {}
+        prepared: list[tuple[np.ndarray, np.ndarray]] = []
+        prep_s: list[float] = []
+        for i, pair in enumerate(pairs):  # validate everything before spending compute
+            t = time.perf_counter()
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"pair {i} must be an (rgb, thermal) tuple")
+            try:
+                rgb_a, th = self._prepare(*pair)
+            except ValueError as exc:
+                raise ValueError(f"pair {i}: {exc}") from None
+            prepared.append((rgb_a, th))
+            prep_s.append(time.perf_counter() - t)
+            groups.setdefault((rgb_a.shape, th.dtype), []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), max_batch):
+                chunk = idx[start : start + max_batch]
+                # Back-date the start so the chunk's preprocess time includes its CPU-side preparation.
+                t0 = time.perf_counter() - sum(prep_s[i] for i in chunk)
+                rgbs = [prepared[i][0] for i in chunk]
+                out = self._run(rgbs, [prepared[i][1] for i in chunk], return_probs, t0)
+                for i, r in zip(chunk, out, strict=True):
+                    results[i] = r
+        return [r for r in results if r is not None]
+
+    def warmup(self, height: int = 480, width: int = 640, runs: int = 2) -> float:
+        """Run ``runs`` dummy frames (kernel selection, allocator, lazy init); returns the last call's ms."""
+        rgb = np.zeros((height, width, 3), np.uint8)
+        th = np.zeros((height, width), np.uint8)
+        ms = 0.0
+        for _ in range(max(runs, 1)):
+            t = time.perf_counter()
+            self.infer(rgb, th)
+            ms = (time.perf_counter() - t) * 1e3
+        return ms
+
+    # ------------------------------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Drop the model (and on CUDA return cached memory), e.g. when a lifecycle node deactivates."""
+        if self._model is None:
+            return
+        self._model = None
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    def __enter__(self) -> FusionEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
