@@ -1,0 +1,90 @@
+"""``sccosf-eval BAG --out DIR``: offline evaluation of a bag (see :mod:`sccosf_ros.evaluation`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sccosf_ros import bags
+from sccosf_ros.evaluation import EvalConfig, evaluate_bag
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Topics, model and pairing options shared by ``sccosf-eval`` and ``sccosf-replay``."""
+    d = EvalConfig()
+    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
+    parser.add_argument("--out", required=True, help="output directory (report, contact sheet, output bag)")
+    parser.add_argument("--checkpoint", help="model file; default: the shipped sccosf_tiny model")
+    parser.add_argument("--rgb-topic", default=d.rgb_topic)
+    parser.add_argument("--thermal-topic", default=d.thermal_topic)
+    parser.add_argument("--label-topic", default=d.label_topic,
+                        help="mono8 class ids stamped like the RGB frame; '' to skip segmentation scores")
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--slop", type=float, default=d.slop, help="pairing tolerance, seconds")
+    parser.add_argument("--queue-size", type=int, default=d.queue_size, help="pairing queue per stream")
+    parser.add_argument("--storage", choices=sorted(bags.STORAGES), default=d.storage,
+                        help="output bag storage")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    return EvalConfig(
+        rgb_topic=args.rgb_topic,
+        thermal_topic=args.thermal_topic,
+        label_topic=args.label_topic or None,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        precision=getattr(args, "precision", "fp32"),
+        slop=args.slop,
+        queue_size=args.queue_size,
+        max_pairs=getattr(args, "max_pairs", None),
+        storage=args.storage,
+        write_bag=not getattr(args, "no_bag", False),
+        progress=not args.no_progress,
+    )
+
+
+def print_summary(report: dict) -> None:
+    """The few numbers a user looks at first, and where the rest is."""
+    pairs, thr, seg = report["pairs"], report["throughput"], report.get("segmentation")
+    print(f"pairs: {pairs['pairs_evaluated']} evaluated of {pairs['pairs_matched']} matched "
+          f"({pairs['rgb_messages']} rgb, {pairs['thermal_messages']} thermal messages)")
+    if thr.get("pairs_per_s") is not None:
+        print(f"throughput: {thr['pairs_per_s']:.2f} pairs/s over {thr['wall_s']:.1f} s")
+    lat = report.get("latency_ms")
+    if lat and lat.get("count"):
+        print(f"latency: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms")
+    mean = report["fusion"]["mean"]
+    if mean:
+        print("fusion: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items() if v is not None))
+    print(f"mIoU: {seg['miou']:.3f} over {seg['frames']} labelled frames" if seg else
+          f"mIoU: - ({report.get('segmentation_note')})")
+    for w in report.get("warnings", [])[:5]:
+        print(f"warning: {w}")
+    out = report["outputs"]
+    print(f"report: {out['report_md']}")
+    if out.get("contact_sheet"):
+        print(f"contact sheet: {out['contact_sheet']}")
+    if out.get("output_bag"):
+        print(f"output bag: {out['output_bag']}  (open in Foxglove, or: ros2 bag play {out['output_bag']})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sccosf-eval", description=__doc__)
+    add_common_arguments(parser)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--max-pairs", type=int, help="stop after this many evaluated pairs")
+    parser.add_argument("--no-bag", action="store_true", help="do not write the output bag")
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate_bag(args.bag, args.out, config_from_args(args))
+    except (bags.BagError, ValueError, RuntimeError, OSError) as exc:  # CheckpointError is a RuntimeError
+        print(f"sccosf-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
