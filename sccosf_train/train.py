@@ -1,0 +1,611 @@
+"""The training loop: data, optimisation, validation, logging, checkpoints, resume and DDP.
+
+Outputs in ``out``: ``best.safetensors`` and ``last.safetensors`` (the engine's checkpoint format, with the
+training summary in their metadata), ``last_state.pt`` (optimizer/scheduler/scaler state for ``--resume``;
+plain tensors and numbers, loaded with ``weights_only=True``), ``train_log.csv``, ``val_log.csv``,
+``split.json`` (the real-data train/validation names) and ``summary.json``. Under ``torchrun`` every rank
+trains on its DistributedSampler shard; only rank 0 validates and writes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from sccosf_train.augment import AugmentConfig
+from sccosf_train.dataset import (
+    MixedDataset,
+    MSRSFolderDataset,
+    SyntheticDataset,
+    read_split_file,
+    seafusion_split,
+)
+from sccosf_train.losses import LossWeights, joint_loss
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``sccosf-train`` (YAML keys and ``--flags`` have these names, ``_`` ↔ ``-``)."""
+
+    # model
+    preset: str = "tiny"
+    num_classes: int = 9
+    pretrained_encoder: str = "auto"  # auto (installed ImageNet MobileNetV2 weights) | none | PATH
+    # data
+    msrs_root: str | None = None
+    val_split: str = "seafusion"  # seafusion | none | PATH (one name per line)
+    label_dir: str | None = None  # default: first of Label/, Segmentation_labels/, labels/
+    synthetic_train: int = 180
+    synthetic_val: int = 16
+    synthetic_size: tuple[int, int] = (480, 640)
+    synthetic_seed: int = 1
+    misregistration_px: float = 0.0
+    crop: tuple[int, int] = (256, 320)
+    augment: bool = True
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 8
+    max_steps_per_epoch: int | None = None
+    lr: float = 5e-4
+    weight_decay: float = 1e-2
+    schedule: str = "cosine"  # cosine | poly | constant
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    poly_power: float = 0.9
+    grad_clip: float = 1.0
+    amp: str = "auto"  # auto (bf16 if supported, else fp16, on CUDA; off on CPU) | bf16 | fp16 | off
+    # loss weights (see docs/training.md)
+    w_seg: float = 0.5
+    w_fusion: float = 1.0
+    w_int: float = 1.0
+    w_grad: float = 10.0
+    w_ssim: float = 0.5
+    fg_weight: float = 4.0
+    fg_classes: tuple[int, ...] = (1, 2, 3)
+    ohem_thresh: float | None = None
+    # validation
+    val_every: int = 1
+    val_batch_size: int = 4
+    val_max_pairs: int | None = None
+    fusion_metrics: bool = True
+    best_metric: str = "val_loss"  # val_loss (lower is better) | miou (higher is better)
+    # runtime
+    device: str = "auto"
+    workers: int = 2
+    threads: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    out: str = "runs/tiny"
+    resume: str | None = None
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                setattr(self, f.name, tuple(v))
+        if self.schedule not in ("cosine", "poly", "constant"):
+            raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.best_metric not in ("val_loss", "miou"):
+            raise ValueError(f"best_metric must be val_loss or miou, got {self.best_metric!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(seg=self.w_seg, fusion=self.w_fusion, intensity=self.w_int, gradient=self.w_grad,
+                           ssim=self.w_ssim, fg_weight=self.fg_weight, fg_classes=tuple(self.fg_classes),
+                           ohem_thresh=self.ohem_thresh)
+
+
+# ----------------------------------------------------------------------------------------------- runtime
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_pref: str) -> _Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _resolve_device(pref: str, d: _Dist) -> torch.device:
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda requested but CUDA is not available")
+        return torch.device("cuda", d.local_rank)
+    return torch.device(pref)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _worker_init(_: int) -> None:
+    # Each worker does cv2/numpy work on one sample: extra intra-op threads only oversubscribe the cores.
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, Any]]:
+    """(train, [validation sets], data description for the summary)."""
+    aug = AugmentConfig(enabled=cfg.augment)
+    parts: list[Dataset] = []
+    vals: list[Dataset] = []
+    info: dict[str, Any] = {"msrs_root": None, "synthetic_train": cfg.synthetic_train,
+                            "synthetic_val": cfg.synthetic_val, "synthetic_size": list(cfg.synthetic_size),
+                            "synthetic_seed": cfg.synthetic_seed, "crop": list(cfg.crop)}
+    if cfg.msrs_root:
+        root = Path(cfg.msrs_root)
+        if cfg.val_split == "seafusion":
+            train_names, val_names = seafusion_split(root)
+        elif cfg.val_split == "none":
+            train_names, val_names = None, []
+        else:
+            val_names = read_split_file(cfg.val_split)
+            all_names = MSRSFolderDataset(root, label_dir=cfg.label_dir).names
+            held = set(val_names)
+            train_names = [n for n in all_names if n not in held]
+        if cfg.val_max_pairs is not None:
+            val_names = val_names[: cfg.val_max_pairs]
+        tr = MSRSFolderDataset(root, train_names, crop=cfg.crop, augment=aug, seed=cfg.seed,
+                               num_classes=cfg.num_classes, label_dir=cfg.label_dir)
+        parts.append(tr)
+        if val_names:
+            vals.append(MSRSFolderDataset(root, val_names, crop=None, augment=False,
+                                          num_classes=cfg.num_classes, label_dir=cfg.label_dir))
+        info.update(msrs_root=str(root.resolve()), train_names=list(tr.names), val_names=list(val_names),
+                    real_train_labelled=tr.num_labelled,
+                    real_val_labelled=vals[0].num_labelled if val_names else 0,  # type: ignore[attr-defined]
+                    val_split=cfg.val_split)
+    if cfg.synthetic_train > 0:
+        parts.append(SyntheticDataset(cfg.synthetic_train, cfg.synthetic_seed, cfg.synthetic_size,
+                                      crop=cfg.crop, augment=aug, misregistration_px=cfg.misregistration_px))
+    if cfg.synthetic_val > 0:
+        # A different seed stream from training: validation scenes are never trained on.
+        vals.append(SyntheticDataset(cfg.synthetic_val, cfg.synthetic_seed + 10_000, cfg.synthetic_size,
+                                     crop=None, augment=False, misregistration_px=cfg.misregistration_px))
+    train = MixedDataset(parts)
+    info["train_samples"] = len(train)
+    info["val_samples"] = sum(len(v) for v in vals)  # type: ignore[arg-type]
+    return train, vals, info
+
+
+# ----------------------------------------------------------------------------------------------- schedule
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Linear warmup, then cosine or poly decay to ``min_lr_ratio`` over ``total_steps``."""
+    warm = max(0, min(cfg.warmup_steps, total_steps // 2))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "constant":
+            return 1.0
+        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        decay = 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else (1 - t) ** cfg.poly_power
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay
+
+    return f
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, vals: list[Dataset], cfg: TrainConfig, device: torch.device,
+             amp: torch.dtype | None) -> dict[str, float]:
+    """Loss on every validation set; mIoU where labels exist; fusion metrics on real (MSRS) pairs."""
+    from sccosf_ros.metrics.fusion import fusion_metrics, to_gray255
+    from sccosf_ros.metrics.segmentation import ConfusionMatrix
+
+    model.eval()
+    w = cfg.loss_weights()
+    res: dict[str, float] = {}
+    loss_sum, n_sum = 0.0, 0
+    cm = ConfusionMatrix(cfg.num_classes, ignore_index=255)
+    fm_acc: dict[str, list[float]] = {}
+    for ds in vals:
+        tag = "synthetic" if isinstance(ds, SyntheticDataset) else "real"
+        loader = DataLoader(ds, batch_size=cfg.val_batch_size, shuffle=False, num_workers=0)
+        part_loss, part_n = 0.0, 0
+        for b in loader:
+            rgb, th = b["rgb"].to(device), b["thermal"].to(device)
+            labels, has = b["labels"].to(device), b["has_labels"].to(device)
+            ctx = torch.autocast(device.type, dtype=amp) if amp else nullcontext()
+            with ctx:
+                out = model(rgb, th)
+            losses = joint_loss({k: v.float() for k, v in out.items()}, rgb, th, labels, has, w)
+            bs = rgb.shape[0]
+            part_loss += float(losses["total"]) * bs
+            part_n += bs
+            if bool(has.any()):
+                pred = out["seg_logits"].argmax(1).cpu().numpy()
+                lab = labels.cpu().numpy()
+                for i in np.flatnonzero(has.cpu().numpy()):
+                    cm.update(pred[i], lab[i])
+            if tag == "real" and cfg.fusion_metrics:
+                fused, ir, vi = _u8(out["fused"].float()), _u8(th), _u8(rgb)
+                for i in range(bs):
+                    m = fusion_metrics(to_gray255(fused[i]), to_gray255(ir[i]), to_gray255(vi[i]))
+                    for k, v in m.items():
+                        fm_acc.setdefault(k, []).append(float(v))
+        res[f"val_loss_{tag}"] = part_loss / max(1, part_n)
+        loss_sum += part_loss
+        n_sum += part_n
+    res["val_loss"] = loss_sum / max(1, n_sum)
+    if cm.total > 0:
+        res["miou"] = cm.miou()
+        res["pixel_acc"] = cm.pixel_accuracy()
+        for name, v in zip(_class_names(cfg.num_classes), cm.iou(), strict=True):
+            res[f"iou_{name}"] = float(v)
+    for k, v in fm_acc.items():
+        res[f"fusion_{k}"] = float(np.mean(v))
+    model.train()
+    return res
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """(B,C,H,W) float in [0, 1] -> (B,H,W,C) uint8, or (B,H,W) for one channel (what the node publishes)."""
+    a = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return a[..., 0] if a.shape[-1] == 1 else a
+
+
+def _class_names(k: int) -> list[str]:
+    from sccosf_ros.imaging.palette import MSRS_CLASSES
+
+    return list(MSRS_CLASSES) if k == len(MSRS_CLASSES) else [f"class_{i}" for i in range(k)]
+
+
+# ----------------------------------------------------------------------------------------------- logging
+
+
+class _CsvLog:
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.keys: list[str] | None = None
+        if resume and path.exists():
+            with path.open() as f:
+                header = f.readline().strip()
+            self.keys = header.split(",") if header else None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.keys is None:
+            self.keys = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.keys)
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.keys])
+
+
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def _tensorboard(out: Path, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: CSV logs only
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+# ----------------------------------------------------------------------------------------------- main loop
+
+
+def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
+    """Run training; returns the summary (also written to ``out/summary.json`` by rank 0)."""
+    from tqdm import tqdm
+
+    from sccosf_ros.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+    from sccosf_ros.model import build_model, default_imagenet_weights_path
+
+    d = _setup_distributed(cfg.device)
+    try:
+        device = _resolve_device(cfg.device, d)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        _seed_everything(cfg.seed + d.rank, cfg.deterministic)
+        amp = _amp_dtype(cfg.amp, device)
+        out = Path(cfg.out)
+        if d.main:
+            out.mkdir(parents=True, exist_ok=True)
+
+        enc: str | Path | None
+        if cfg.pretrained_encoder == "auto":
+            enc = default_imagenet_weights_path()
+        elif cfg.pretrained_encoder in ("none", "", None):
+            enc = None
+        else:
+            enc = cfg.pretrained_encoder
+        model = build_model(cfg.preset, cfg.num_classes, pretrained_encoder=enc).to(device)
+
+        train_ds, vals, data_info = build_datasets(cfg)
+        data_info["pretrained_encoder"] = str(enc) if enc else None
+        sampler = (DistributedSampler(train_ds, d.world, d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+                   if d.world > 1 else None)
+        per_epoch = len(train_ds) // (cfg.batch_size * d.world)  # type: ignore[arg-type]
+        if per_epoch < 1:
+            raise ValueError(f"{len(train_ds)} training samples cannot fill one batch of "  # type: ignore[arg-type]
+                             f"{cfg.batch_size} x {d.world} processes")
+        if cfg.max_steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
+        total_steps = per_epoch * cfg.epochs
+
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+
+        start_epoch, step, best, history = 0, 0, None, []
+        resumed_from = None
+        if cfg.resume:
+            rdir = Path(cfg.resume)
+            state_path = rdir / "last_state.pt" if rdir.is_dir() else rdir
+            weights_path = state_path.with_name("last.safetensors")
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            weights, _ = load_checkpoint(weights_path)
+            model.load_state_dict(weights)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+            best = state.get("best")
+            history = json.loads(state.get("history_json", "[]"))
+            torch.set_rng_state(state["torch_rng"])
+            resumed_from = str(state_path)
+
+        ddp_model: torch.nn.Module = model
+        if d.world > 1:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        w = cfg.loss_weights()
+        train_log = _CsvLog(out / "train_log.csv", bool(cfg.resume)) if d.main else None
+        val_log = _CsvLog(out / "val_log.csv", bool(cfg.resume)) if d.main else None
+        tb = _tensorboard(out, cfg.tensorboard) if d.main else None
+        if d.main:
+            (out / "split.json").write_text(json.dumps(
+                {"msrs_root": data_info.get("msrs_root"), "train": data_info.get("train_names", []),
+                 "val": data_info.get("val_names", [])}, indent=1))
+
+        command = command if command is not None else sys.argv
+        t_start = time.perf_counter()
+        train_images, train_time = 0, 0.0
+        skipped = 0
+        model.train()
+        for epoch in range(start_epoch, cfg.epochs):
+            train_ds.set_epoch(epoch)  # type: ignore[attr-defined]
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+                loader_sampler: Any = sampler
+            else:
+                g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                loader_sampler = RandomSampler(train_ds, generator=g)  # type: ignore[arg-type]
+            loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=loader_sampler, drop_last=True,
+                                num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
+                                pin_memory=device.type == "cuda", persistent_workers=False)
+            bar = tqdm(total=per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress
+                                                                                             and d.main))
+            sums: dict[str, float] = {}
+            n_steps = 0
+            t_prev = time.perf_counter()
+            for i, b in enumerate(loader):
+                if i >= per_epoch:
+                    break
+                rgb = b["rgb"].to(device, non_blocking=True)
+                th = b["thermal"].to(device, non_blocking=True)
+                labels = b["labels"].to(device, non_blocking=True)
+                has = b["has_labels"].to(device, non_blocking=True)
+                ctx = torch.autocast(device.type, dtype=amp) if amp else nullcontext()
+                with ctx:
+                    outp = ddp_model(rgb, th)
+                losses = joint_loss({k: v.float() for k, v in outp.items()}, rgb, th, labels, has, w)
+                loss = losses["total"]
+                finite = torch.isfinite(loss)
+                if d.world > 1:  # every rank must take the same branch, or DDP deadlocks
+                    flag = finite.float().to(device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+                    finite = flag > 0
+                opt.zero_grad(set_to_none=True)
+                if not bool(finite):
+                    skipped += 1
+                    if skipped > 20:
+                        raise FloatingPointError("loss was not finite for more than 20 steps; lower --lr")
+                    continue
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                now = time.perf_counter()
+                dt, t_prev = now - t_prev, now
+                imgs = rgb.shape[0] * d.world
+                if not (epoch == start_epoch and i == 0):  # the first step includes start-up costs
+                    train_images += imgs
+                    train_time += dt
+                n_steps += 1
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                ips = imgs / max(dt, 1e-9)
+                bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{ips:.1f}")
+                bar.update(1)
+                if d.main and (step % cfg.log_every == 0 or i == 0):
+                    row = {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],
+                           "grad_norm": float(gnorm), "images_per_s": ips,
+                           **{k: float(v.detach()) for k, v in losses.items()}}
+                    train_log.write(row)  # type: ignore[union-attr]
+                    if tb is not None:
+                        for k, v in row.items():
+                            if k not in ("step", "epoch"):
+                                tb.add_scalar(f"train/{k}", v, step)
+            bar.close()
+            epoch_row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
+                                         **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
+            epoch_row["images_per_s"] = train_images / train_time if train_time else float("nan")
+            improved = False
+            if d.main and vals and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                t_val = time.perf_counter()
+                epoch_row.update(validate(model, vals, cfg, device, amp))
+                epoch_row["val_time_s"] = time.perf_counter() - t_val
+                key = cfg.best_metric if cfg.best_metric in epoch_row else "val_loss"
+                score = epoch_row[key]
+                better = (best is None or (score > best["score"] if key == "miou" else score < best["score"]))
+                if better:
+                    best = {"metric": key, "score": float(score), "epoch": epoch + 1}
+                    improved = True
+            elif d.main and not vals and (best is None or epoch_row.get("train_total", 1e9) < best["score"]):
+                best = {"metric": "train_total", "score": float(epoch_row["train_total"]), "epoch": epoch + 1}
+                improved = True
+            history.append(epoch_row)
+            if d.main:
+                val_log.write(epoch_row)  # type: ignore[union-attr]
+                if tb is not None:
+                    for k, v in epoch_row.items():
+                        if isinstance(v, float) and math.isfinite(v):
+                            tb.add_scalar(f"epoch/{k}", v, epoch + 1)
+                summary = _summary(cfg, command, data_info, history, best, epoch + 1, t_start, train_images,
+                                   train_time, d, device, amp, resumed_from, skipped)
+                meta = CheckpointMeta.for_model(model, preset=cfg.preset, training=summary,
+                                                class_names=_class_names(cfg.num_classes),
+                                                palette=_palette(cfg.num_classes))
+                save_checkpoint(out / "last.safetensors", model, meta)
+                if improved:
+                    save_checkpoint(out / "best.safetensors", model, meta)
+                _atomic_torch_save({
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "best": best,
+                    "history_json": json.dumps(history), "torch_rng": torch.get_rng_state(),
+                }, out / "last_state.pt")
+                (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+                if cfg.progress:
+                    tqdm.write(_epoch_line(epoch_row))
+            if d.world > 1:
+                dist.barrier()
+        if tb is not None:
+            tb.close()
+        return _summary(cfg, command, data_info, history, best, cfg.epochs, t_start, train_images,
+                        train_time, d, device, amp, resumed_from, skipped)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _palette(k: int) -> list[tuple[int, int, int]]:
+    from sccosf_ros.imaging.palette import MSRS_PALETTE
+
+    if k == len(MSRS_PALETTE):
+        return [tuple(int(c) for c in p) for p in MSRS_PALETTE]  # type: ignore[misc]
+    rng = np.random.default_rng(0)
+    return [(0, 0, 0)] + [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(k - 1)]  # type: ignore[misc]
+
+
+def _atomic_torch_save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _epoch_line(row: dict[str, Any]) -> str:
+    keys = ("epoch", "train_total", "val_loss", "miou", "images_per_s", "fusion_EN", "fusion_Qabf")
+    return "  ".join(f"{k}={_fmt(row[k])}" for k in keys if k in row)
+
+
+def _summary(cfg: TrainConfig, command: list[str], data: dict[str, Any], history: list[dict[str, Any]],
+             best: dict[str, Any] | None, epochs_done: int, t_start: float, images: int, seconds: float,
+             d: _Dist, device: torch.device, amp: torch.dtype | None, resumed_from: str | None,
+             skipped: int) -> dict[str, Any]:
+    """The training record stored in the checkpoints' metadata and in summary.json."""
+    data = {k: v for k, v in data.items()}
+    best_row = next((r for r in history if best and r["epoch"] == best["epoch"]), None)
+    return {
+        "tool": "sccosf-train",
+        "command": shlex.join(command),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "data": data,
+        "synthetic_labels_note": "segmentation labels come only from procedurally generated synthetic "
+        "scenes unless a labelled MSRS-layout folder was given; unlabelled real pairs train fusion only",
+        "epochs_completed": epochs_done,
+        "wall_time_s": round(time.perf_counter() - t_start, 2),
+        "train_images_per_s": round(images / seconds, 3) if seconds else None,
+        "world_size": d.world,
+        "device": str(device),
+        "amp": str(amp).replace("torch.", "") if amp else "off",
+        "machine": _machine(),
+        "best": best,
+        "best_validation": best_row,
+        "history": history,
+        "resumed_from": resumed_from,
+        "skipped_nonfinite_steps": skipped,
+    }
