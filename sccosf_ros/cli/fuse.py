@@ -1,0 +1,223 @@
+"""``sccosf-fuse``: fuse folders of registered RGB/thermal images offline, no ROS needed.
+
+Files pair by name stem (``rgb/00012.png`` with ``thermal/00012.png``, any image extension), the layout of
+MSRS-style datasets (``vi/`` + ``ir/``). For each pair it writes ``fused/``, ``segmentation/`` (mono8 class
+ids), ``segmentation_color/`` (palette colours) and ``overlay/`` (colours blended over the fused image)
+PNGs under ``--out``. A file that cannot be read is reported and skipped; only problems that stop the whole
+run (no pairs, bad checkpoint, bad option) end it, with one message and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sccosf_ros.checkpoint import CheckpointError
+from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay, to_rgb, to_thermal_gray
+
+PROG = "sccosf-fuse"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"})
+OUTPUT_DIRS = ("fused", "segmentation", "segmentation_color", "overlay")
+
+
+class UserError(Exception):
+    """A fatal problem the user can fix; printed as one line without a traceback."""
+
+
+def _warn(msg: str) -> None:
+    print(f"{PROG}: warning: {msg}", file=sys.stderr)
+
+
+def _images_by_stem(folder: Path, role: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise UserError(f"--{role} {folder} is not a directory")
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.stem in found:
+                _warn(f"{role}: {p.name} and {found[p.stem].name} share a stem; using {found[p.stem].name}")
+                continue
+            found[p.stem] = p
+    return found
+
+
+def pair_by_stem(
+    rgb_dir: Path, thermal_dir: Path
+) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
+    """(stem, rgb, thermal) pairs sorted by stem, plus the unpaired RGB and thermal files."""
+    rgb, thermal = _images_by_stem(rgb_dir, "rgb"), _images_by_stem(thermal_dir, "thermal")
+    stems = sorted(rgb.keys() & thermal.keys())
+    pairs = [(s, rgb[s], thermal[s]) for s in stems]
+    return (
+        pairs,
+        [rgb[s] for s in sorted(rgb.keys() - thermal.keys())],
+        [thermal[s] for s in sorted(thermal.keys() - rgb.keys())],
+    )
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Any 8/16-bit grey, BGR or BGRA file as (H, W, 3) uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ValueError("cannot decode image")
+    if image.dtype == np.uint16 and image.ndim == 3:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    encoding = {
+        (np.uint8, 1): "mono8",
+        (np.uint16, 1): "mono16",
+        (np.uint8, 3): "bgr8",
+        (np.uint8, 4): "bgra8",
+    }
+    key = (image.dtype.type, channels)
+    if key not in encoding:
+        raise ValueError(f"unsupported RGB image ({image.dtype}, {channels} channels)")
+    return to_rgb(image, encoding[key])
+
+
+def read_thermal(path: Path) -> np.ndarray:
+    """Thermal file as one channel with its original dtype (16-bit counts stay 16-bit)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ValueError("cannot decode image")
+    if image.ndim == 3:
+        image = to_thermal_gray(image, "bgra8" if image.shape[2] == 4 else "bgr8")
+    return image
+
+
+class _ThermalPrep:
+    """Per-frame thermal normalisation (files are independent images, so no smoothing across them)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        # auto: 8-bit passes through (MSRS-style files are display-normalised; the engine scales by 1/255).
+        self._norm = ThermalNormalizer("percentile" if mode == "auto" else mode, smoothing=0.0)
+
+    def __call__(self, thermal: np.ndarray) -> np.ndarray:
+        if self.mode == "auto" and thermal.dtype == np.uint8:
+            return thermal
+        self._norm.reset()
+        return self._norm(thermal)
+
+
+def _load_homography(path: str | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        h = np.load(p, allow_pickle=False) if p.suffix == ".npy" else np.loadtxt(p, delimiter=None)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--homography {p}: cannot read a 3x3 matrix ({exc})") from None
+    return np.asarray(h, dtype=np.float64)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rgb", required=True, type=Path, help="folder of visible images")
+    parser.add_argument("--thermal", required=True, type=Path, help="folder of thermal images (8/16-bit)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped tiny model")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument(
+        "--thermal-norm",
+        default="auto",
+        choices=("auto", "fixed", "minmax", "percentile"),
+        help="auto: 8-bit as is, otherwise per-image 1-99 percentile; fixed: the dtype's full range",
+    )
+    parser.add_argument("--overlay-alpha", type=float, default=0.5, help="colour weight in overlay/ (0..1)")
+    parser.add_argument("--homography", default=None, help="3x3 thermal->RGB pixel map (.txt or .npy)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"cannot write {path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sccosf_ros.engine import FusionEngine
+
+    if not 0.0 <= args.overlay_alpha <= 1.0:
+        raise UserError(f"--overlay-alpha must be in [0, 1], got {args.overlay_alpha}")
+    pairs, lone_rgb, lone_thermal = pair_by_stem(args.rgb, args.thermal)
+    for p in lone_rgb:
+        _warn(f"no thermal image for {p}")
+    for p in lone_thermal:
+        _warn(f"no RGB image for {p}")
+    if not pairs:
+        raise UserError(f"no image pairs: nothing in {args.rgb} and {args.thermal} shares a file stem")
+    homography = _load_homography(args.homography)
+    try:
+        engine = FusionEngine(
+            args.checkpoint, args.device, args.precision, homography=homography, num_threads=args.threads
+        )
+    except (CheckpointError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    prep = _ThermalPrep(args.thermal_norm)
+    out_dirs = {name: args.out / name for name in OUTPUT_DIRS}
+    for d in out_dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+
+    done, failed = 0, 0
+    infer_ms: list[float] = []
+    start = time.perf_counter()
+    with engine:
+        for stem, rgb_path, thermal_path in tqdm(pairs, desc=PROG, unit="pair", disable=args.quiet or None):
+            try:
+                rgb = read_rgb(rgb_path)
+                thermal = prep(read_thermal(thermal_path))
+                result = engine.infer(rgb, thermal)
+            except (ValueError, OSError, cv2.error) as exc:
+                _warn(f"skipping {stem} ({rgb_path.name}, {thermal_path.name}): {exc}")
+                failed += 1
+                continue
+            color = colorize_mask(result.mask, engine.palette)
+            fused_bgr = cv2.cvtColor(result.fused, cv2.COLOR_RGB2BGR)
+            try:
+                _write(out_dirs["fused"] / f"{stem}.png", fused_bgr)
+                _write(out_dirs["segmentation"] / f"{stem}.png", result.mask)
+                _write(out_dirs["segmentation_color"] / f"{stem}.png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+                blended = overlay(result.fused, color, args.overlay_alpha)
+                _write(out_dirs["overlay"] / f"{stem}.png", cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+            except (OSError, cv2.error) as exc:
+                raise UserError(str(exc)) from None
+            infer_ms.append(result.timings["inference"])
+            done += 1
+    elapsed = time.perf_counter() - start
+    fps = done / elapsed if elapsed > 0 else float("nan")
+    mean_ms = sum(infer_ms) / len(infer_ms) if infer_ms else float("nan")
+    print(
+        f"{PROG}: {done} pairs fused into {args.out} ({failed} skipped, "
+        f"{len(lone_rgb) + len(lone_thermal)} unpaired) in {elapsed:.1f} s: {fps:.2f} pairs/s overall, "
+        f"network {mean_ms:.1f} ms/pair on {engine.device} ({engine.precision})"
+    )
+    return 0 if done else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
