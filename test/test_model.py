@@ -104,7 +104,7 @@ def test_ycbcr_round_trip() -> None:
 def test_weight_one_returns_visible_luminance() -> None:
     """With the region weight saturated at 1 and no correction, ReAW passes visible luminance unchanged."""
     model = build_model("tiny").eval()
-    head = model.reaw.head[-1]
+    head = model.reaw.head.body[-1]
     with torch.no_grad():
         head.weight.zero_()
         head.bias.copy_(torch.tensor([30.0, 0.0]))

@@ -21,7 +21,7 @@ from sccosf_ros.model.cfm import conv_bn_act
 from sccosf_ros.model.config import ModelConfig
 from sccosf_ros.model.ss2d import VSSBlock
 
-__all__ = ["ICRMDecoder", "ReAWDecoder"]
+__all__ = ["Exchange", "ICRMDecoder", "ICRMStage", "ReAWDecoder", "ReAWHead", "ReAWStage"]
 
 
 def _up(x: Tensor, like: Tensor) -> Tensor:
@@ -35,49 +35,98 @@ class _Refine(nn.Sequential):
         super().__init__(conv_bn_act(dim, dim, 3, groups=dim, act=False), conv_bn_act(dim, dim))
 
 
+class _UpMerge(nn.Module):
+    """Project the coarser state to this level's width, upsample ×2 (project first: fewer channels to
+    interpolate), add the lateral feature, refine."""
+
+    def __init__(self, cin: int, dim: int) -> None:
+        super().__init__()
+        self.proj = conv_bn_act(cin, dim)
+        self.refine = _Refine(dim)
+
+    def forward(self, prev: Tensor, lateral: Tensor) -> Tensor:
+        return self.refine(_up(self.proj(prev), lateral) + lateral)
+
+
+class ICRMStage(nn.Module):
+    """One ICRM level: merge the coarser state with the fused skip, then recover long-range context."""
+
+    def __init__(self, cfg: ModelConfig, i: int) -> None:
+        super().__init__()
+        d = cfg.dims
+        self.up = _UpMerge(d[i + 1], d[i]) if i < 3 else None
+        self.vss = nn.Sequential(*(
+            VSSBlock(d[i], cfg.ssm_expand, cfg.ssm_headdim, cfg.ssm_state, cfg.mlp_ratio)
+            for _ in range(cfg.vss_depths[i])
+        ))
+
+    def forward(self, fused: Tensor, prev: Tensor | None = None) -> Tensor:
+        x = fused if self.up is None or prev is None else self.up(prev, fused)
+        return self.vss(x)
+
+
+class Exchange(nn.Module):
+    """Interaction between the decoders: each adds a 1×1 projection of the other's (pre-exchange) state."""
+
+    def __init__(self, dim: int, rdim: int) -> None:
+        super().__init__()
+        self.from_reaw = nn.Conv2d(rdim, dim, 1)
+        self.to_reaw = nn.Conv2d(dim, rdim, 1)
+
+    def forward(self, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        return s + self.from_reaw(r), r + self.to_reaw(s)
+
+
 class ICRMDecoder(nn.Module):
-    """Interactive Context Recovery Mamba decoder. Level index 0..3 = stride 4..32."""
+    """Interactive Context Recovery Mamba decoder: stages, exchanges and the segmentation head.
+
+    Index 0..3 = stride 4..32. Driven level by level by :class:`sccosf_ros.model.SCCoSF` together with
+    :class:`ReAWDecoder`, because the two exchange features at every level.
+    """
 
     def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
         super().__init__()
         d, rd = cfg.dims, cfg.reaw_dims
-        self.up_proj = nn.ModuleList(conv_bn_act(d[i + 1], d[i]) for i in range(3))
-        self.refine = nn.ModuleList(_Refine(d[i]) for i in range(3))
-        self.vss = nn.ModuleList(
-            nn.Sequential(*(VSSBlock(d[i], cfg.ssm_expand, cfg.ssm_headdim, cfg.ssm_state, cfg.mlp_ratio)
-                            for _ in range(cfg.vss_depths[i])))
-            for i in range(4)
-        )
-        self.from_reaw = nn.ModuleList(nn.Conv2d(rd[i], d[i], 1) for i in range(4))
-        self.to_reaw = nn.ModuleList(nn.Conv2d(d[i], rd[i], 1) for i in range(4))
-        self.head = nn.Sequential(conv_bn_act(d[0], d[0], 3), nn.Conv2d(d[0], num_classes, 1))
+        self.stages = nn.ModuleList(ICRMStage(cfg, i) for i in range(4))
+        self.exchange = nn.ModuleList(Exchange(d[i], rd[i]) for i in range(4))
+        self.head = nn.Sequential(_Refine(d[0]), nn.Conv2d(d[0], num_classes, 1))
 
-    def stage(self, i: int, prev: Tensor | None, fused: Tensor) -> Tensor:
-        """Upsample the coarser state into level ``i``, add the skip, recover long-range context."""
-        x = fused if prev is None else self.refine[i](_up(self.up_proj[i](prev), fused) + fused)
-        return self.vss[i](x)
 
-    def exchange(self, i: int, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-        """Swap features with the fusion decoder (both directions use the pre-exchange values)."""
-        return s + self.from_reaw[i](r), r + self.to_reaw[i](s)
+class ReAWStage(nn.Module):
+    """One ReAW level: lateral projection of the fused skip, merged with the coarser reconstruction state."""
+
+    def __init__(self, cfg: ModelConfig, i: int) -> None:
+        super().__init__()
+        d, rd = cfg.dims, cfg.reaw_dims
+        self.lateral = conv_bn_act(d[i], rd[i])
+        self.up = _UpMerge(rd[i + 1], rd[i]) if i < 3 else None
+
+    def forward(self, fused: Tensor, prev: Tensor | None = None) -> Tensor:
+        x = self.lateral(fused)
+        return x if self.up is None or prev is None else self.up(prev, x)
+
+
+class ReAWHead(nn.Module):
+    """Region-weight logits and a bounded low-resolution luminance correction, each (B,1,h,w).
+
+    Sees the segmentation state too, so region boundaries follow the semantic layout.
+    """
+
+    def __init__(self, rdim: int, sdim: int) -> None:
+        super().__init__()
+        cin = rdim + sdim
+        self.body = nn.Sequential(conv_bn_act(cin, cin, 3, groups=cin, act=False), conv_bn_act(cin, rdim),
+                                  nn.Conv2d(rdim, 2, 1))
+
+    def forward(self, r: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        logit, corr = self.body(torch.cat([r, s], dim=1)).chunk(2, dim=1)
+        return logit, 0.5 * torch.tanh(corr)
 
 
 class ReAWDecoder(nn.Module):
-    """Region Adaptive Weighted reconstruction decoder (feature path + weight/correction head)."""
+    """Region Adaptive Weighted reconstruction decoder: per-level stages and the weight/correction head."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        d, rd = cfg.dims, cfg.reaw_dims
-        self.lateral = nn.ModuleList(conv_bn_act(d[i], rd[i]) for i in range(4))
-        self.up_proj = nn.ModuleList(conv_bn_act(rd[i + 1], rd[i]) for i in range(3))
-        self.refine = nn.ModuleList(_Refine(rd[i]) for i in range(3))
-        self.head = nn.Sequential(conv_bn_act(rd[0] + d[0], rd[0], 3), nn.Conv2d(rd[0], 2, 1))
-
-    def stage(self, i: int, prev: Tensor | None, fused: Tensor) -> Tensor:
-        x = self.lateral[i](fused)
-        return x if prev is None else self.refine[i](_up(self.up_proj[i](prev), x) + x)
-
-    def predict(self, r: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        """Low-resolution region-weight logits and bounded luminance correction, each (B,1,h,w)."""
-        logit, corr = self.head(torch.cat([r, s], dim=1)).chunk(2, dim=1)
-        return logit, 0.5 * torch.tanh(corr)
+        self.stages = nn.ModuleList(ReAWStage(cfg, i) for i in range(4))
+        self.head = ReAWHead(cfg.reaw_dims[0], cfg.dims[0])

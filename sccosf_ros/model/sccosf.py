@@ -39,8 +39,8 @@ class SCCoSF(nn.Module):
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.cfm = nn.ModuleList(
-            ScCFM(c, d, config.lrb_heads, config.lrb_pool, config.fgb_dilations)
-            for c, d in zip(STAGE_CHANNELS, config.dims, strict=True)
+            ScCFM(c, d, config.lrb_heads, pool, config.fgb_dilations)
+            for c, d, pool in zip(STAGE_CHANNELS, config.dims, config.lrb_pool, strict=True)
         )
         self.icrm = ICRMDecoder(config, num_classes)
         self.reaw = ReAWDecoder(config)
@@ -71,13 +71,13 @@ class SCCoSF(nn.Module):
         s: Tensor | None = None
         r: Tensor | None = None
         for i in (3, 2, 1, 0):
-            s_new = self.icrm.stage(i, s, fused[i])
-            r_new = self.reaw.stage(i, r, fused[i])
-            s, r = self.icrm.exchange(i, s_new, r_new)
+            s_new = self.icrm.stages[i](fused[i], s)
+            r_new = self.reaw.stages[i](fused[i], r)
+            s, r = self.icrm.exchange[i](s_new, r_new)
         assert s is not None and r is not None
 
         seg = F.interpolate(self.icrm.head(s), size=(height, width), mode="bilinear", align_corners=False)
-        logit, corr = self.reaw.predict(r, s)
+        logit, corr = self.reaw.head(r, s)
         low = F.interpolate(torch.cat([logit, corr], dim=1), size=(height, width), mode="bilinear",
                             align_corners=False)
         weights = torch.sigmoid(low[:, 0:1])
