@@ -48,10 +48,13 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 def print_summary(report: dict) -> None:
     """The few numbers a user looks at first, and where the rest is."""
     pairs, thr, seg = report["pairs"], report["throughput"], report.get("segmentation")
-    print(f"pairs: {pairs['pairs_evaluated']} evaluated of {pairs['pairs_matched']} matched "
-          f"({pairs['rgb_messages']} rgb, {pairs['thermal_messages']} thermal messages)")
+    print("pairs: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pairs.items()
+                                if isinstance(v, int) and not isinstance(v, bool)))
     if thr.get("pairs_per_s") is not None:
         print(f"throughput: {thr['pairs_per_s']:.2f} pairs/s over {thr['wall_s']:.1f} s")
+    if thr.get("outputs_per_s") is not None and thr.get("input_pairs_per_s") is not None:
+        print(f"throughput: {thr['outputs_per_s']:.2f} outputs/s while {thr['input_pairs_per_s']:.2f} "
+              "input pairs/s were played")
     lat = report.get("latency_ms")
     if lat and lat.get("count"):
         print(f"latency: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms")
