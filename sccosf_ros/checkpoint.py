@@ -63,8 +63,8 @@ class CheckpointMeta:
         self.class_names = [str(n) for n in self.class_names]
         self.palette = [tuple(int(c) for c in rgb) for rgb in self.palette]  # type: ignore[misc]
         problems = []
-        if self.num_classes < 1:
-            problems.append(f"num_classes must be >= 1, got {self.num_classes}")
+        if not 1 <= self.num_classes <= 256:  # masks are mono8
+            problems.append(f"num_classes must be in 1..256, got {self.num_classes}")
         if len(self.class_names) != self.num_classes:
             problems.append(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if len(self.palette) != self.num_classes:

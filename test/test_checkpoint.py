@@ -65,6 +65,16 @@ def test_rebuilt_model_matches_original(tmp_path: Path) -> None:
     assert torch.equal(a["fused"], b["fused"])
 
 
+def test_shared_and_sliced_tensors_are_saved(tmp_path: Path) -> None:
+    """Tied weights and views alias storage, which safetensors refuses; save_checkpoint un-shares them."""
+    base = torch.arange(12.0)
+    state = {"a": base, "tied": base, "view": base[2:5], "t": base.view(3, 4).t()}
+    meta = CheckpointMeta(preset="x", config={}, num_classes=1, class_names=["a"], palette=[(0, 0, 0)])
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "s.safetensors", state, meta))
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value), key
+
+
 def test_meta_validation() -> None:
     with pytest.raises(ValueError, match="class names"):
         CheckpointMeta(preset="x", config={}, num_classes=3, class_names=["a"], palette=[(0, 0, 0)] * 3)
