@@ -76,8 +76,11 @@ class CheckpointMeta:
             if not isinstance(value, dict):
                 problems.append(f"{name} must be a dict")
                 continue
-            try:  # canonical JSON form (tuples -> lists) so a loaded meta equals the saved one
-                setattr(self, name, json.loads(json.dumps(value)))
+            # Canonical JSON form (tuples -> lists) so a loaded meta equals the saved one. The free-form
+            # dicts stringify what JSON lacks (paths, numpy scalars): a summary must never fail a save.
+            lenient = None if name == "config" else str
+            try:
+                setattr(self, name, json.loads(json.dumps(value, default=lenient)))
             except (TypeError, ValueError) as exc:
                 problems.append(f"{name} is not JSON-serialisable ({exc})")
         if problems:

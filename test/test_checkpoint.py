@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -80,6 +81,12 @@ def test_meta_validation() -> None:
         CheckpointMeta(preset="x", config={}, num_classes=3, class_names=["a"], palette=[(0, 0, 0)] * 3)
     with pytest.raises(ValueError, match=r"0\.\.255"):
         CheckpointMeta(preset="x", config={}, num_classes=1, class_names=["a"], palette=[(0, 0, 256)])
+    meta = CheckpointMeta(preset="x", config={}, num_classes=1, class_names=["a"], palette=[(0, 0, 0)],
+                          training={"out": Path("/tmp/run"), "lr": np.float32(0.5)})
+    assert meta.training == {"out": "/tmp/run", "lr": "0.5"}
+    with pytest.raises(ValueError, match="config is not JSON-serialisable"):
+        CheckpointMeta(preset="x", config={"p": Path("/")}, num_classes=1, class_names=["a"],
+                       palette=[(0, 0, 0)])
 
 
 def test_missing_file(tmp_path: Path) -> None:
