@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 # Run from a checkout without `pip install -e .`: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sccosf_ros.model import PRESETS, build_model
+from sccosf_ros.model import PRESETS, build_model, fold_batchnorm_
 from sccosf_ros.model.encoder import MobileNetV2Trunk
 from sccosf_ros.model.profiling import count_flops, module_times, time_forward
 
@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--channels-last", action="store_true", help="model in channels_last memory format")
+    parser.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (inference form)")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-yardstick", action="store_true", help="skip the full-resolution trunk timing")
     args = parser.parse_args(argv)
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     h, w = args.size
     model = build_model(args.preset).eval()
+    if args.fold_bn:
+        fold_batchnorm_(model)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     total, parts = count_flops(model, h, w)

@@ -15,6 +15,7 @@ from sccosf_ros.model import (
     build_model,
     build_model_from_config,
     default_imagenet_weights_path,
+    fold_batchnorm_,
     load_imagenet_encoder,
     rgb_to_ycbcr,
     ycbcr_to_rgb,
@@ -183,3 +184,24 @@ def test_ss2d_directions_are_consistent() -> None:
         yf = _permuted(ss, [2, 3, 0, 1], lambda k: k.flip(2, 3))(x.flip(1, 2))
     torch.testing.assert_close(yt, y.transpose(1, 2), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(yf, y.flip(1, 2), atol=1e-5, rtol=1e-4)
+
+
+def test_fold_batchnorm_keeps_outputs() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    rgb, th = _inputs(1, 96, 128)
+    with torch.no_grad():
+        ref = model(rgb, th)
+        fold_batchnorm_(model)
+        out = model(rgb, th)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    for key in ref:
+        torch.testing.assert_close(out[key], ref[key], atol=1e-4, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="eval"):
+        fold_batchnorm_(build_model("tiny").train())

@@ -61,11 +61,11 @@ class ScLRB(nn.Module):
     modalities, so the added context is already cross-modal before the self-correction.
     """
 
-    def __init__(self, dim: int, heads: int, pool: int) -> None:
+    def __init__(self, dim: int, heads: int, pool: int, query_stride: int = 1) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} not divisible by heads {heads}")
-        self.heads, self.pool = heads, pool
+        self.heads, self.pool, self.query_stride = heads, pool, query_stride
         self.q = nn.Conv2d(dim, dim, 1, bias=False)
         self.kv = nn.Linear(dim, 2 * dim, bias=False)
         self.proj = conv_bn_act(dim, dim, act=False)
@@ -79,9 +79,13 @@ class ScLRB(nn.Module):
         tok = torch.cat([tok[:n], tok[n:]], dim=1)  # (B, 2P, d): both modalities
         k, v = self.kv(tok).reshape(n, -1, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (B, heads, 2P, hd)
         k, v = k.repeat(2, 1, 1, 1), v.repeat(2, 1, 1, 1)
-        q = self.q(p).reshape(n2, self.heads, hd, h * w).transpose(2, 3)  # (2B, heads, hw, hd)
+        pq = p if self.query_stride == 1 else F.avg_pool2d(p, self.query_stride, ceil_mode=True)
+        qh, qw = pq.shape[-2:]
+        q = self.q(pq).reshape(n2, self.heads, hd, qh * qw).transpose(2, 3)  # (2B, heads, hw, hd)
         ctx = F.scaled_dot_product_attention(q, k, v)  # (2B, heads, hw, hd)
-        ctx = self.proj(ctx.transpose(2, 3).reshape(n2, d, h, w))
+        ctx = self.proj(ctx.transpose(2, 3).reshape(n2, d, qh, qw))
+        if self.query_stride != 1:
+            ctx = F.interpolate(ctx, size=(h, w), mode="bilinear", align_corners=False)
         a = p + ctx
         return self.correct(a[:n], a[n:])
 
@@ -130,10 +134,11 @@ class DCR(nn.Module):
 class ScCFM(nn.Module):
     """Fuse one encoder stage of both modalities into a single feature map."""
 
-    def __init__(self, cin: int, dim: int, heads: int, pool: int, dilations: tuple[int, ...]) -> None:
+    def __init__(self, cin: int, dim: int, heads: int, pool: int, dilations: tuple[int, ...],
+                 query_stride: int = 1) -> None:
         super().__init__()
         self.proj = conv_bn_act(cin, dim)
-        self.lrb = ScLRB(dim, heads, pool)
+        self.lrb = ScLRB(dim, heads, pool, query_stride)
         self.fgb = ScFGB(dim, dilations)
         self.dcr = DCR(dim)
 

@@ -12,8 +12,9 @@ class ModelConfig:
     """Hyper-parameters of SC-CoSF. Per-level tuples are ordered by stride (4, 8, 16, 32).
 
     ``lrb_pool`` is the side of Sc-LRB's pooled key/value grid per level: attention costs
-    hw·2·pool² per level, so the fine levels get fewer tokens. ``internal_scale`` lets the CPU preset run
-    the network below the input resolution while ReAW still fuses the full-resolution sources
+    hw·2·pool² per level, so the fine levels get fewer tokens; ``lrb_query_stride`` computes that
+    (smooth, global) context on a coarser query grid and upsamples it. ``internal_scale`` lets the CPU
+    preset run the network below the input resolution while ReAW still fuses the full-resolution sources
     (see ``docs/architecture.md``).
     """
 
@@ -23,6 +24,7 @@ class ModelConfig:
     dims: tuple[int, ...] = (32, 48, 64, 96)
     reaw_dims: tuple[int, ...] = (16, 24, 32, 48)
     lrb_pool: tuple[int, ...] = (4, 6, 8, 8)
+    lrb_query_stride: tuple[int, ...] = (2, 1, 1, 1)
     lrb_heads: int = 2
     fgb_dilations: tuple[int, ...] = (1, 2, 3)
     vss_depths: tuple[int, ...] = (0, 1, 1, 1)
@@ -37,7 +39,7 @@ class ModelConfig:
             value = getattr(self, f.name)
             if isinstance(value, list):
                 setattr(self, f.name, tuple(value))
-        for key in ("dims", "reaw_dims", "lrb_pool", "vss_depths"):
+        for key in ("dims", "reaw_dims", "lrb_pool", "lrb_query_stride", "vss_depths"):
             if len(getattr(self, key)) != 4:
                 raise ValueError(f"ModelConfig.{key} needs 4 entries (strides 4, 8, 16, 32)")
         if not 0.0 < self.internal_scale <= 1.0:
@@ -57,6 +59,7 @@ PRESETS: dict[str, ModelConfig] = {
         dims=(48, 96, 128, 192),
         reaw_dims=(32, 48, 64, 96),
         lrb_pool=(6, 8, 12, 12),
+        lrb_query_stride=(1, 1, 1, 1),
         lrb_heads=4,
         vss_depths=(1, 1, 2, 2),
         ssm_expand=2.0,
