@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -87,6 +88,7 @@ class _Recorder(Node):
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[int, bytes]]] = {t: [] for t in OUTPUTS}
         self.last_receipt_ns = 0
+        self.warmup_sent = 0  # warm-up pairs published (the node's input counters include them)
         for topic in OUTPUTS:
             self.create_subscription(Image, topic, lambda data, t=topic: self._on_output(t, data), sub_qos,
                                      raw=True)
@@ -94,9 +96,19 @@ class _Recorder(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(String, CLASS_NAMES_TOPIC, self._on_class_info, latched)
+        self.diagnostics: dict[str, str] | None = None
+        self.diagnostics_ns = 0
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_class_info(self, msg: String) -> None:
         self.class_info = msg.data
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(": fusion"):  # the node's one status, "<node name>: fusion"
+                with self.lock:
+                    self.diagnostics = {kv.key: kv.value for kv in status.values}
+                    self.diagnostics_ns = _now_ns()
 
     def _on_output(self, topic: str, data: bytes) -> None:
         now = _now_ns()
@@ -223,7 +235,10 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
     scan = _scan(bag, cfg)
 
     domain = cfg.domain_id if cfg.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1")
+    # The child imports this very package, installed or not: put its source root on the path.
+    src = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     node_proc: _NodeProcess | None = None
@@ -257,6 +272,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
             recorder.pubs[m.topic].publish(m.data)
         last_publish = _now_ns()
         _drain(recorder, cfg, scan.expected, last_publish)
+        _await_diagnostics(recorder, _now_ns(), node_proc)
     finally:
         node_code = node_proc.stop() if node_proc is not None else None
         executor.shutdown()
@@ -296,11 +312,17 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
     times = []
     for i in range(cfg.warmup_pairs):
         stamp = base + i * 10**9
+        data = {t: _restamp(first[t].data, first[t].msgtype, stamp)
+                for t in (cfg.thermal_topic, cfg.rgb_topic)}
         t0 = _now_ns()
-        for topic in (cfg.thermal_topic, cfg.rgb_topic):
-            recorder.pubs[topic].publish(_restamp(first[topic].data, first[topic].msgtype, stamp))
         deadline = time.monotonic() + cfg.startup_timeout_s
+        next_send = 0.0
         while stamp not in recorder.fused_stamps():
+            if time.monotonic() >= next_send:  # best-effort inputs may lose a sample: resend until answered
+                for topic, payload in data.items():
+                    recorder.pubs[topic].publish(payload)
+                recorder.warmup_sent += 1
+                next_send = time.monotonic() + 2.0
             if node_proc is not None:
                 node_proc.check_alive()
             if time.monotonic() > deadline:
@@ -325,6 +347,45 @@ def _drain(recorder: _Recorder, cfg: ReplayConfig, expected: dict[int, int], las
         if quiet_s > 3.0 and quiet_s > 3 * _slowest_s(recorder):
             return
         time.sleep(0.05)
+
+
+def _await_diagnostics(recorder: _Recorder, after_ns: int, node_proc: _NodeProcess | None,
+                       timeout_s: float = 2.5) -> None:
+    """Wait for one /diagnostics snapshot newer than ``after_ns`` (the node publishes one per second), so
+    the report can split drops into transport losses and pairs skipped by slow inference."""
+    deadline = time.monotonic() + timeout_s
+    while recorder.diagnostics_ns <= after_ns and time.monotonic() < deadline:
+        if node_proc is not None and node_proc.proc.poll() is not None:
+            return
+        time.sleep(0.05)
+
+
+def _node_breakdown(recorder: _Recorder, scan: _BagScan, cfg: ReplayConfig) -> dict[str, Any] | None:
+    """Where inputs went, from the node's own counters (None when it published no diagnostics)."""
+    with recorder.lock:
+        d = dict(recorder.diagnostics or {})
+    if not d:
+        return None
+
+    def num(key: str) -> int | None:
+        try:
+            return int(float(d[key]))
+        except (KeyError, ValueError):
+            return None
+
+    warm = recorder.warmup_sent
+    got_rgb, got_th = num("rgb_received"), num("thermal_received")
+    out: dict[str, Any] = {
+        "node_rgb_received": None if got_rgb is None else got_rgb - warm,
+        "node_thermal_received": None if got_th is None else got_th - warm,
+        "node_pairs_matched": None if num("matched") is None else num("matched") - warm,
+        "node_pairs_dropped_slow": num("pairs_dropped_slow"),
+        "node_bad_inputs": num("bad_inputs_total"),
+    }
+    if got_rgb is not None and got_th is not None:
+        out["inputs_lost_in_transport"] = (scan.counts[cfg.rgb_topic] + scan.counts[cfg.thermal_topic]
+                                           - (got_rgb - warm) - (got_th - warm))
+    return out
 
 
 def _slowest_s(recorder: _Recorder) -> float:
@@ -418,6 +479,7 @@ def _score_and_report(
             "segmentation_received": len(outputs[bags.SEGMENTATION_TOPIC]),
             "segmentation_color_received": len(outputs[bags.SEGMENTATION_COLOR_TOPIC]),
         },
+        "node_counters": _node_breakdown(recorder, scan, cfg),
         "latency_ms": _percentiles(latencies),
         "throughput": {
             "outputs": len(fused),

@@ -148,6 +148,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         rows = [(k, v) for k, v in pairs.items() if not isinstance(v, dict)]
         lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in rows]
 
+    node = report.get("node_counters")
+    if node:
+        lines += ["", "## The node's own counters (/diagnostics, warm-up excluded)", ""]
+        lines += ["| | count |", "|---|---:|"]
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in node.items()]
+
     thr = report.get("throughput", {})
     if thr:
         lines += ["", "## Throughput", "", "| | value |", "|---|---:|"]
