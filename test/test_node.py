@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -475,3 +476,17 @@ def test_main_with_real_engine_in_a_subprocess(ctx: Any, checkpoint: Path, tmp_p
         executor.shutdown(timeout_sec=5)
         peer.destroy_node()
     assert "active: model on cpu" in out, out
+
+
+@pytest.mark.timeout(30)
+def test_warns_when_inputs_arrive_but_pairs_stop_matching(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    rig.start()
+    rig.play(3.5, offset=2.0)  # thermal clock 2 s ahead: partners never share the queues' time window
+    status = rig.node.diagnostics()
+    assert rig.count() == 0
+    assert status.level == status.WARN and "possible pairs matched" in status.message, status.message
+    skew = float(re.search(r"stamp difference ([-+.\d]+) s", status.message).group(1))
+    assert "sync_slop" in status.message and 1.8 <= skew <= 2.1  # the latest stamps, arriving ~0.1 s apart
+    values = {kv.key: kv.value for kv in status.values}
+    assert int(values["warning.unmatched"]) >= 1 and int(values["unmatched_thermal"]) >= 20

@@ -172,6 +172,11 @@ class PairProcessor:
         images: dict[str, ImageFields] = {}
         try:
             mask = np.asarray(result.mask)
+            fused_shape = np.shape(result.fused)
+            if mask.shape != rgb.shape[:2] or fused_shape != rgb.shape:
+                raise ValueError(
+                    f"mask {mask.shape} / fused {fused_shape} do not match the RGB input {rgb.shape}"
+                )
             if "fused" in self.publish:
                 images["fused"] = numpy_to_image_fields(np.asarray(result.fused), "rgb8")
             if "segmentation" in self.publish:

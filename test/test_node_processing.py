@@ -1,0 +1,77 @@
+"""PairProcessor without ROS: compressed inputs, classification of bad input, engine output checks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from sccosf_ros.imaging.thermal import ThermalNormalizer
+from sccosf_ros.node.processing import BadInputError, PairProcessor
+
+PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
+
+
+class Engine:
+    class_names = ("a", "b", "c")
+    palette = PALETTE
+
+    def __init__(self, shrink: bool = False) -> None:
+        self.shrink = shrink
+        self.seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def infer(self, rgb: np.ndarray, thermal: np.ndarray) -> SimpleNamespace:
+        self.seen.append((rgb, thermal))
+        h, w = rgb.shape[:2]
+        if self.shrink:
+            h //= 2
+        return SimpleNamespace(fused=rgb[:h].copy(), mask=np.ones((h, w), np.uint8))
+
+    def close(self) -> None:
+        pass
+
+
+def _processor(engine: Engine, compressed: bool) -> PairProcessor:
+    outputs = {"fused", "segmentation", "segmentation_color", "overlay"}
+    return PairProcessor(engine, ThermalNormalizer(), PALETTE, outputs, compressed=compressed)
+
+
+def _compressed(img: np.ndarray, ext: str) -> SimpleNamespace:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return SimpleNamespace(format=ext.lstrip("."), data=buf.tobytes())
+
+
+def test_compressed_jpeg_rgb_and_16bit_png_thermal() -> None:
+    bgr = np.zeros((48, 64, 3), np.uint8)
+    bgr[..., 2] = 200  # red in OpenCV's BGR order
+    thermal = np.tile(np.linspace(1000, 60000, 32, dtype=np.uint16), (24, 1))
+    engine = Engine()
+    out = _processor(engine, compressed=True).process(_compressed(bgr, ".jpg"), _compressed(thermal, ".png"))
+    rgb, th = engine.seen[0]
+    assert rgb.shape == (48, 64, 3) and rgb[..., 0].mean() > 150 and rgb[..., 2].mean() < 50  # RGB order
+    assert th.dtype == np.float32 and th.shape == (24, 32) and th.min() >= 0 and th.max() <= 1
+    assert set(out.images) == {"fused", "segmentation", "segmentation_color", "overlay"}
+    seg = out.images["segmentation_color"]
+    assert (seg.encoding, seg.height, seg.width) == ("rgb8", 48, 64)
+    assert bytes(seg.data[:3]) == bytes(PALETTE[1])
+    assert set(out.timings) == {"convert", "infer", "encode"}
+
+
+def test_corrupt_compressed_is_a_decode_error() -> None:
+    good = _compressed(np.zeros((8, 8), np.uint8), ".png")
+    with pytest.raises(BadInputError) as err:
+        _processor(Engine(), compressed=True).process(
+            SimpleNamespace(format="jpeg", data=b"\xff\xd8junk"), good
+        )
+    assert (err.value.stream, err.value.kind) == ("rgb", "decode")
+
+
+def test_engine_output_of_the_wrong_size_is_refused() -> None:
+    rgb = SimpleNamespace(encoding="rgb8", height=8, width=8, step=24, is_bigendian=0, data=bytes(192))
+    th = SimpleNamespace(encoding="mono8", height=8, width=8, step=8, is_bigendian=0, data=bytes(range(64)))
+    with pytest.raises(BadInputError) as err:
+        _processor(Engine(shrink=True), compressed=False).process(rgb, th)
+    assert err.value.kind == "engine" and "do not match" in str(err.value)
