@@ -60,8 +60,7 @@ def warp_triple(rgb: np.ndarray, thermal: np.ndarray, labels: np.ndarray, M: np.
     oh, ow = out_hw
     if np.allclose(M, [[1, 0, 0], [0, 1, 0]]) and rgb.shape[:2] == (oh, ow):
         return rgb, thermal, labels
-    down = abs(M[0, 0]) < 1.0
-    interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR
+    interp = cv2.INTER_LINEAR  # warpAffine has no INTER_AREA; scales stay >= 0.5 where aliasing is mild
     const = cv2.BORDER_CONSTANT
     rgb = cv2.warpAffine(rgb, M, (ow, oh), flags=interp, borderMode=const, borderValue=0)
     thermal = cv2.warpAffine(thermal, M, (ow, oh), flags=interp, borderMode=const, borderValue=0)

@@ -109,8 +109,10 @@ class TrainConfig:
             raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if self.best_metric not in ("val_loss", "miou"):
             raise ValueError(f"best_metric must be val_loss or miou, got {self.best_metric!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map
+            raise ValueError("batch_size must be >= 2 (per process)")
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(seg=self.w_seg, fusion=self.w_fusion, intensity=self.w_int, gradient=self.w_grad,
@@ -499,7 +501,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 ips = imgs / max(dt, 1e-9)
-                bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{ips:.1f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{ips:.1f}")
                 bar.update(1)
                 if d.main and (step % cfg.log_every == 0 or i == 0):
                     row = {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],

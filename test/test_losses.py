@@ -1,0 +1,104 @@
+"""Losses: finite, zero for a perfect prediction where that is defined, ignore/OHEM/foreground behaviour."""
+
+import torch
+
+from sccosf_train.losses import (
+    LossWeights,
+    foreground_mask,
+    fusion_loss,
+    joint_loss,
+    luminance,
+    segmentation_loss,
+    sobel_magnitude,
+    ssim,
+)
+
+
+def _labels(b=2, h=16, w=20, k=9):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, k, (b, h, w), generator=g)
+
+
+def test_cross_entropy_zero_for_perfect_logits_and_ignores_255():
+    labels = _labels()
+    perfect = torch.nn.functional.one_hot(labels, 9).permute(0, 3, 1, 2).float() * 30
+    assert float(segmentation_loss(perfect, labels)) < 1e-6
+    wrong = torch.zeros_like(perfect)
+    assert abs(float(segmentation_loss(wrong, labels)) - torch.log(torch.tensor(9.0)).item()) < 1e-5
+    # Ignored pixels do not count, however wrong the prediction there is.
+    lab2 = labels.clone()
+    lab2[:, :8] = 255
+    bad = perfect.clone()
+    bad[:, :, :8] = -perfect[:, :, :8]
+    assert float(segmentation_loss(bad, lab2)) < 1e-6
+
+
+def test_cross_entropy_all_ignored_is_zero_with_graph():
+    logits = torch.randn(1, 9, 8, 8, requires_grad=True)
+    loss = segmentation_loss(logits, torch.full((1, 8, 8), 255))
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_ohem_focuses_on_hard_pixels():
+    labels = _labels()
+    logits = torch.randn(2, 9, 16, 20, generator=torch.Generator().manual_seed(1))
+    plain = segmentation_loss(logits, labels)
+    hard = segmentation_loss(logits, labels, ohem_thresh=0.7, ohem_min_kept=50)
+    assert torch.isfinite(hard) and float(hard) >= float(plain)
+
+
+def test_fusion_terms_vanish_when_fused_equals_identical_sources():
+    x = torch.rand(2, 1, 24, 32, generator=torch.Generator().manual_seed(2))
+    fg = torch.zeros_like(x)
+    out = fusion_loss(x, x, x, fg, LossWeights())
+    for k, v in out.items():
+        assert abs(float(v)) < 1e-5, k
+    assert abs(float(ssim(x, x)) - 1.0) < 1e-6
+
+
+def test_intensity_target_is_max_in_background_and_thermal_in_foreground():
+    g = torch.Generator().manual_seed(3)
+    vis, ir = torch.rand(1, 1, 16, 16, generator=g), torch.rand(1, 1, 16, 16, generator=g)
+    w = LossWeights()
+    bg = torch.zeros_like(vis)
+    assert float(fusion_loss(torch.maximum(vis, ir), vis, ir, bg, w)["int"]) < 1e-7
+    assert float(fusion_loss(ir, vis, ir, torch.ones_like(vis), w)["int"]) < 1e-7
+    assert float(fusion_loss(vis, vis, ir, bg, w)["int"]) > 0.01
+
+
+def test_foreground_mask_uses_labels_or_detached_predictions():
+    labels = torch.tensor([[[2, 0], [1, 4]]])
+    has = torch.tensor([True])
+    fg = foreground_mask(labels, has, None, (1, 2, 3))
+    assert fg.tolist() == [[[[1.0, 0.0], [1.0, 0.0]]]]
+    logits = torch.full((1, 9, 2, 2), -20.0, requires_grad=True)
+    with torch.no_grad():
+        logits[:, 2] = 20.0  # the model thinks everything is a person
+    fg_pred = foreground_mask(torch.full((1, 2, 2), 255), torch.tensor([False]), logits, (1, 2, 3))
+    assert torch.allclose(fg_pred, torch.ones_like(fg_pred)) and not fg_pred.requires_grad
+
+
+def test_sobel_is_zero_on_flat_and_positive_on_edges():
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    assert float(sobel_magnitude(flat).abs().max()) == 0.0
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1
+    assert float(sobel_magnitude(step).max()) > 0
+
+
+def test_joint_loss_on_model_like_outputs_is_finite_and_differentiable():
+    g = torch.Generator().manual_seed(4)
+    rgb, th = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
+    fused_y = torch.rand(2, 1, 16, 16, generator=g).requires_grad_()
+    logits = torch.randn(2, 9, 16, 16, generator=g).requires_grad_()
+    labels = _labels(2, 16, 16)
+    labels[1] = 255
+    out = {"fused_y": fused_y, "seg_logits": logits}
+    losses = joint_loss(out, rgb, th, labels, torch.tensor([True, False]), LossWeights())
+    assert set(losses) == {"total", "seg", "fusion", "int", "grad", "ssim"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    assert torch.isfinite(fused_y.grad).all() and torch.isfinite(logits.grad).all()
+    assert luminance(rgb).shape == (2, 1, 16, 16)
