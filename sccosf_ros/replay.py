@@ -88,7 +88,8 @@ class _Recorder(Node):
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[int, bytes]]] = {t: [] for t in OUTPUTS}
         self.last_receipt_ns = 0
-        self.warmup_sent = 0  # warm-up pairs published (the node's input counters include them)
+        self.warmup_sent = 0  # warm-up pairs published (resent until answered)
+        self.baseline: dict[str, str] | None = None  # node counters after warm-up, subtracted in the report
         for topic in OUTPUTS:
             self.create_subscription(Image, topic, lambda data, t=topic: self._on_output(t, data), sub_qos,
                                      raw=True)
@@ -254,6 +255,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
             node_proc = _NodeProcess(node_command(cfg), out / "node.log", env)
         _wait_ready(recorder, cfg, node_proc)
         warm_ms = _warm_up(recorder, cfg, scan.first, node_proc)
+        recorder.baseline = _settle(recorder, cfg, node_proc) if warm_ms else None
         t0_wall, t0_log = _now_ns(), scan.t0_log
         from tqdm import tqdm
 
@@ -271,7 +273,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
                 publish_ns[_stamp_of(m.data)] = _now_ns()
             recorder.pubs[m.topic].publish(m.data)
         last_publish = _now_ns()
-        _drain(recorder, cfg, scan.expected, last_publish)
+        _drain(recorder, cfg, scan.expected, last_publish, publish_ns)
         _await_diagnostics(recorder, _now_ns(), node_proc)
     finally:
         node_code = node_proc.stop() if node_proc is not None else None
@@ -316,13 +318,13 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
                 for t in (cfg.thermal_topic, cfg.rgb_topic)}
         t0 = _now_ns()
         deadline = time.monotonic() + cfg.startup_timeout_s
-        next_send = 0.0
+        next_send, backoff = 0.0, 2.0
         while stamp not in recorder.fused_stamps():
             if time.monotonic() >= next_send:  # best-effort inputs may lose a sample: resend until answered
                 for topic, payload in data.items():
                     recorder.pubs[topic].publish(payload)
                 recorder.warmup_sent += 1
-                next_send = time.monotonic() + 2.0
+                next_send, backoff = time.monotonic() + backoff, backoff * 2  # a first CPU inference is slow
             if node_proc is not None:
                 node_proc.check_alive()
             if time.monotonic() > deadline:
@@ -333,20 +335,37 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
     return times
 
 
-def _drain(recorder: _Recorder, cfg: ReplayConfig, expected: dict[int, int], last_publish: int) -> None:
-    """Wait for the outputs still in flight: until every expected pair is out, or the node has been quiet
-    for three times the slowest latency seen so far (at least 3 s), or ``drain_timeout_s``."""
+def _node_idle(recorder: _Recorder, after_ns: int) -> bool:
+    """True when a /diagnostics snapshot newer than ``after_ns`` shows nothing left in the node (every
+    matched pair published, skipped as slow or rejected) and every published output has arrived here."""
+    with recorder.lock:
+        d = dict(recorder.diagnostics or {}) if recorder.diagnostics_ns > after_ns else {}
+        fused_all = len(recorder.received[bags.FUSED_TOPIC])
+    try:
+        matched, processed = int(float(d["matched"])), int(float(d["pairs_processed"]))
+        settled = processed + int(float(d["pairs_dropped_slow"])) + int(float(d["bad_inputs_total"]))
+    except (KeyError, ValueError):
+        return False
+    return settled >= matched and fused_all >= processed
+
+
+def _drain(recorder: _Recorder, cfg: ReplayConfig, expected: dict[int, int], last_publish: int,
+           publish_ns: dict[int, int]) -> None:
+    """Wait for the outputs still in flight, until: every expected pair is out; or the node reports itself
+    idle (/diagnostics); or it has been quiet for twice the longest latency seen (at least 3 s); or
+    ``drain_timeout_s``. On CPU one inference can take seconds, so a fixed short wait would lose outputs."""
     deadline = time.monotonic() + cfg.drain_timeout_s
     while time.monotonic() < deadline:
         got = recorder.fused_stamps()
-        if set(expected) <= got:
+        if set(expected) <= got or _node_idle(recorder, last_publish + 200_000_000):
             return
         with recorder.lock:
+            receipts = {_stamp_of(d): t for t, d in recorder.received[bags.FUSED_TOPIC][-20:]}
             last = max(recorder.last_receipt_ns, last_publish)
-        quiet_s = (_now_ns() - last) / 1e9
-        if quiet_s > 3.0 and quiet_s > 3 * _slowest_s(recorder):
+        worst = max(((t - publish_ns[s]) / 1e9 for s, t in receipts.items() if s in publish_ns), default=1.0)
+        if (_now_ns() - last) / 1e9 > max(3.0, 2 * worst):
             return
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 def _await_diagnostics(recorder: _Recorder, after_ns: int, node_proc: _NodeProcess | None,
@@ -360,40 +379,53 @@ def _await_diagnostics(recorder: _Recorder, after_ns: int, node_proc: _NodeProce
         time.sleep(0.05)
 
 
+def _settle(recorder: _Recorder, cfg: ReplayConfig, node_proc: _NodeProcess | None) -> dict[str, str] | None:
+    """After warm-up, wait until the node is idle (resent warm-up pairs may still be in its hand-off) and
+    return its counters then, so the report counts the bag's messages only and the first frames are not
+    delayed by warm-up work. None when the node publishes no usable /diagnostics."""
+    start = _now_ns()
+    deadline = time.monotonic() + cfg.startup_timeout_s
+    while time.monotonic() < deadline:
+        if node_proc is not None:
+            node_proc.check_alive()
+        if _node_idle(recorder, start):
+            with recorder.lock:
+                return dict(recorder.diagnostics or {})
+        if recorder.diagnostics is None and (_now_ns() - start) / 1e9 > 3.0:
+            return None  # a node without diagnostics: nothing to wait for or subtract
+        time.sleep(0.05)
+    return None
+
+
 def _node_breakdown(recorder: _Recorder, scan: _BagScan, cfg: ReplayConfig) -> dict[str, Any] | None:
-    """Where inputs went, from the node's own counters (None when it published no diagnostics)."""
+    """Where the bag's inputs went, from the node's own counters minus their post-warm-up baseline."""
     with recorder.lock:
         d = dict(recorder.diagnostics or {})
-    if not d:
+    base = recorder.baseline
+    if not d or base is None:
         return None
 
     def num(key: str) -> int | None:
         try:
-            return int(float(d[key]))
+            return int(float(d[key])) - int(float(base.get(key, 0)))
         except (KeyError, ValueError):
             return None
 
-    warm = recorder.warmup_sent
     got_rgb, got_th = num("rgb_received"), num("thermal_received")
     out: dict[str, Any] = {
-        "node_rgb_received": None if got_rgb is None else got_rgb - warm,
-        "node_thermal_received": None if got_th is None else got_th - warm,
-        "node_pairs_matched": None if num("matched") is None else num("matched") - warm,
+        "node_rgb_received": got_rgb,
+        "node_thermal_received": got_th,
+        "node_pairs_matched": num("matched"),
+        "node_pairs_published": num("pairs_processed"),
         "node_pairs_dropped_slow": num("pairs_dropped_slow"),
         "node_bad_inputs": num("bad_inputs_total"),
     }
     if got_rgb is not None and got_th is not None:
-        out["inputs_lost_in_transport"] = (scan.counts[cfg.rgb_topic] + scan.counts[cfg.thermal_topic]
-                                           - (got_rgb - warm) - (got_th - warm))
+        # Lost on the wire or overwritten in the node's input queue (depth input_depth) before its
+        # executor took them: the node's callbacks never saw them.
+        out["inputs_not_delivered"] = (scan.counts[cfg.rgb_topic] + scan.counts[cfg.thermal_topic]
+                                       - got_rgb - got_th)
     return out
-
-
-def _slowest_s(recorder: _Recorder) -> float:
-    with recorder.lock:
-        times = [t for t, _ in recorder.received[bags.FUSED_TOPIC]]
-    if len(times) < 2:
-        return 1.0
-    return float(np.max(np.diff(times))) / 1e9
 
 
 def _score_and_report(

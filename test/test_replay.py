@@ -43,6 +43,13 @@ def test_live_replay_through_node(tiny_bag: Path, random_checkpoint: Path, tmp_p
     assert pairs["outputs_received"] - pairs["outputs_unexpected"] + pairs["outputs_dropped"] == 8
     assert pairs["segmentation_received"] == pairs["outputs_received"]
 
+    node = report["node_counters"]  # the node's /diagnostics minus its post-warm-up baseline
+    assert node is not None and node["node_bad_inputs"] == 0
+    assert 0 <= node["node_rgb_received"] <= 30 and 0 <= node["node_thermal_received"] <= 8
+    assert node["inputs_not_delivered"] == 38 - node["node_rgb_received"] - node["node_thermal_received"]
+    assert node["node_pairs_published"] + node["node_pairs_dropped_slow"] <= node["node_pairs_matched"] <= 8
+    assert pairs["outputs_received"] <= node["node_pairs_published"]
+
     lat = report["latency_ms"]
     assert lat["count"] == pairs["outputs_received"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"] < 60_000
