@@ -259,11 +259,11 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
     out.mkdir(parents=True, exist_ok=True)
     topics = bags.bag_topics(bag)
     inputs = [cfg.rgb_topic, cfg.thermal_topic]
-    labels, label_note = load_labels(bag, cfg.label_topic)
-    copy_topics = inputs + ([cfg.label_topic] if labels is not None and cfg.label_topic else [])
-    for t in inputs:  # fail before loading the model when the bag cannot be evaluated
+    for t in inputs:  # fail before loading labels or the model when the bag cannot be evaluated
         if t not in topics:
             raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
+    labels, label_note = load_labels(bag, cfg.label_topic)
+    copy_topics = inputs + ([cfg.label_topic] if labels is not None and cfg.label_topic else [])
     compressed = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
     if len(compressed) != 1:
         raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
