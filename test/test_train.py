@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {  # 8 synthetic 64x80 scenes, batch 2 -> 4 steps/epoch; no augmentation so the loss can fall
     "synthetic_train": 8, "synthetic_val": 2, "synthetic_size": (64, 80), "crop": (64, 80), "augment": False,
     "batch_size": 2, "val_batch_size": 2, "workers": 0, "schedule": "constant", "warmup_steps": 0,
-    "lr": 2e-3, "log_every": 1, "progress": False, "tensorboard": False, "pretrained_encoder": "none",
+    "lr": 5e-3, "log_every": 1, "progress": False, "tensorboard": False, "pretrained_encoder": "none",
 }
 
 
@@ -72,9 +72,10 @@ def test_smoke_training_loss_falls_exports_engine_checkpoint_and_resumes(tmp_pat
     summary = train(cfg, command=["pytest-smoke"])
     rows = _rows(out / "train_log.csv")
     assert len(rows) == 20
-    first = np.mean([float(r["total"]) for r in rows[:3]])
-    last = np.mean([float(r["total"]) for r in rows[-3:]])
-    assert np.isfinite(first) and last < first * 0.9, (first, last)
+    # Each epoch visits the same 8 scenes once, so epoch means are comparable (measured: 3.62 -> 2.17).
+    first = np.mean([float(r["total"]) for r in rows[:4]])
+    last = np.mean([float(r["total"]) for r in rows[-4:]])
+    assert np.isfinite(first) and last < first * 0.8, (first, last)
     for name in ("best.safetensors", "last.safetensors", "last_state.pt", "summary.json", "split.json",
                  "val_log.csv"):
         assert (out / name).is_file(), name
