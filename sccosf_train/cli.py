@@ -114,8 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
-        if f.name == "extra":
-            continue
         inner, is_tuple = _base_type(hints[f.name])
         default = f.default if f.default is not MISSING else None
         flag = "--" + f.name.replace("_", "-")
@@ -156,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if show:
         from dataclasses import asdict
 
-        print(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
-                              if k != "extra"}, sort_keys=False))
+        print(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+                             sort_keys=False))
         return 0
     command = ["sccosf-train", *(sys.argv[1:] if argv is None else argv)]
     summary = train(cfg, command=command)

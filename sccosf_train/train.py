@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,6 @@ class TrainConfig:
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -327,21 +326,33 @@ def _class_names(k: int) -> list[str]:
 
 
 class _CsvLog:
+    """Append-only CSV; a row with new columns (e.g. the first validated epoch) rewrites the header."""
+
     def __init__(self, path: Path, resume: bool) -> None:
         self.path = path
-        self.keys: list[str] | None = None
-        if resume and path.exists():
-            with path.open() as f:
-                header = f.readline().strip()
-            self.keys = header.split(",") if header else None
+        if not resume and path.exists():
+            path.unlink()
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.keys is None:
-            self.keys = list(row)
+        rows: list[dict[str, Any]] = []
+        keys: list[str] = []
+        if self.path.exists():
+            with self.path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                keys = list(reader.fieldnames or [])
+                new = [k for k in row if k not in keys]
+                if new:
+                    rows = list(reader)
+        else:
+            new = list(row)
+        if new or not keys:
+            keys += [k for k in new if k not in keys]
             with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.keys)
+                w = csv.DictWriter(f, keys, restval="")
+                w.writeheader()
+                w.writerows(rows)
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.keys])
+            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in keys])
 
 
 def _fmt(v: Any) -> Any:
@@ -589,12 +600,11 @@ def _summary(cfg: TrainConfig, command: list[str], data: dict[str, Any], history
              d: _Dist, device: torch.device, amp: torch.dtype | None, resumed_from: str | None,
              skipped: int) -> dict[str, Any]:
     """The training record stored in the checkpoints' metadata and in summary.json."""
-    data = {k: v for k, v in data.items()}
     best_row = next((r for r in history if best and r["epoch"] == best["epoch"]), None)
-    return {
+    return _finite_json({
         "tool": "sccosf-train",
         "command": shlex.join(command),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "config": asdict(cfg),
         "data": data,
         "synthetic_labels_note": "segmentation labels come only from procedurally generated synthetic "
         "scenes unless a labelled MSRS-layout folder was given; unlabelled real pairs train fusion only",
@@ -610,4 +620,15 @@ def _summary(cfg: TrainConfig, command: list[str], data: dict[str, Any], history
         "history": history,
         "resumed_from": resumed_from,
         "skipped_nonfinite_steps": skipped,
-    }
+    })
+
+
+def _finite_json(obj: Any) -> Any:
+    """NaN/inf (e.g. IoU of a class absent from validation) become None so the JSON stays standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    return obj

@@ -79,7 +79,11 @@ def test_smoke_training_loss_falls_exports_engine_checkpoint_and_resumes(tmp_pat
     for name in ("best.safetensors", "last.safetensors", "last_state.pt", "summary.json", "split.json",
                  "val_log.csv"):
         assert (out / name).is_file(), name
-    on_disk = json.loads((out / "summary.json").read_text())
+    val_rows = _rows(out / "val_log.csv")
+    assert len(val_rows) == 5 and val_rows[0]["miou"] == "" and float(val_rows[-1]["miou"]) >= 0
+    text = (out / "summary.json").read_text()
+    assert "NaN" not in text  # strict JSON: absent-class IoUs are null
+    on_disk = json.loads(text)
     assert on_disk["epochs_completed"] == 5 and on_disk["train_images_per_s"] > 0
     assert on_disk["best"]["epoch"] == 5 and "miou" in on_disk["best_validation"]
     assert summary["command"] == "pytest-smoke"
