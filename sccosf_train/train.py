@@ -376,7 +376,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
     """Run training; returns the summary (also written to ``out/summary.json`` by rank 0)."""
     from tqdm import tqdm
 
-    from sccosf_ros.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+    from sccosf_ros.checkpoint import CheckpointMeta, check_state_dict, load_checkpoint, save_checkpoint
     from sccosf_ros.model import build_model, default_imagenet_weights_path
 
     d = _setup_distributed(cfg.device)
@@ -423,8 +423,16 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             rdir = Path(cfg.resume)
             state_path = rdir / "last_state.pt" if rdir.is_dir() else rdir
             weights_path = state_path.with_name("last.safetensors")
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            for p in (state_path, weights_path):
+                if not p.is_file():
+                    raise FileNotFoundError(f"--resume {cfg.resume}: {p} not found (a run folder written by "
+                                            "sccosf-train has last_state.pt and last.safetensors)")
+            try:
+                state = torch.load(state_path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise RuntimeError(f"{state_path}: unreadable trainer state ({exc})") from None
             weights, _ = load_checkpoint(weights_path)
+            check_state_dict(model, weights, source=str(weights_path))
             model.load_state_dict(weights)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])

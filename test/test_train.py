@@ -103,6 +103,11 @@ def test_smoke_training_loss_falls_exports_engine_checkpoint_and_resumes(tmp_pat
     assert int(rows[-1]["step"]) == 21 and int(rows[-1]["epoch"]) == 6
 
 
+def test_resume_from_a_folder_without_state_names_the_file(tmp_path, one_thread):
+    with pytest.raises(FileNotFoundError, match=r"last_state\.pt"):
+        train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "o"), resume=str(tmp_path)))
+
+
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_only_rank0_writes(tmp_path):
     out = tmp_path / "ddp"
