@@ -318,13 +318,18 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
                 for t in (cfg.thermal_topic, cfg.rgb_topic)}
         t0 = _now_ns()
         deadline = time.monotonic() + cfg.startup_timeout_s
-        next_send, backoff = 0.0, 2.0
+        next_send = 0.0
         while stamp not in recorder.fused_stamps():
-            if time.monotonic() >= next_send:  # best-effort inputs may lose a sample: resend until answered
+            # Best-effort inputs may lose a sample: resend until the node's /diagnostics show it paired one
+            # (a first CPU inference can take many seconds; resending then would only queue more work).
+            with recorder.lock:
+                d = recorder.diagnostics
+            paired = d is not None and int(float(d.get("matched", "0"))) > i
+            if not paired and time.monotonic() >= next_send:
                 for topic, payload in data.items():
                     recorder.pubs[topic].publish(payload)
                 recorder.warmup_sent += 1
-                next_send, backoff = time.monotonic() + backoff, backoff * 2  # a first CPU inference is slow
+                next_send = time.monotonic() + (1.5 if d is not None else 5.0)
             if node_proc is not None:
                 node_proc.check_alive()
             if time.monotonic() > deadline:
