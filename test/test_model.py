@@ -103,12 +103,12 @@ def test_ycbcr_round_trip() -> None:
 
 
 def test_weight_one_returns_visible_luminance() -> None:
-    """With the region weight saturated at 1 and no correction, ReAW passes visible luminance unchanged."""
+    """Base weight saturated at 1, visible detail gain 1, thermal gain 0, no correction: visible Y back."""
     model = build_model("tiny").eval()
     head = model.reaw.head.body[-1]
     with torch.no_grad():
         head.weight.zero_()
-        head.bias.copy_(torch.tensor([30.0, 0.0]))
+        head.bias.copy_(torch.tensor([30.0, 0.0, -30.0, 0.0]))
         rgb, th = _inputs(1, 96, 128)
         out = model(rgb, th)
     torch.testing.assert_close(out["fused_y"], rgb_to_ycbcr(rgb)[0], atol=1e-6, rtol=0)

@@ -15,7 +15,8 @@ class ModelConfig:
     hw·2·pool² per level, so the fine levels get fewer tokens; ``lrb_query_stride`` computes that
     (smooth, global) context on a coarser query grid and upsamples it. ``internal_scale`` lets the CPU
     preset run the network below the input resolution while ReAW still fuses the full-resolution sources
-    (see ``docs/architecture.md``).
+    (see ``docs/architecture.md``). ``reaw_radius`` is the box radius (in input pixels) of ReAW's
+    base/detail split of the full-resolution sources.
     """
 
     name: str = "tiny"
@@ -32,6 +33,7 @@ class ModelConfig:
     ssm_headdim: int = 16
     ssm_state: int = 16
     mlp_ratio: float = 0.0
+    reaw_radius: int = 3
 
     def __post_init__(self) -> None:
         # YAML/JSON round trips turn tuples into lists; normalise so equality and hashing behave.

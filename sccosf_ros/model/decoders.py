@@ -7,8 +7,9 @@ Both walk the fused Sc-CFM features from stride 32 up to stride 4. At every leve
     s_l, r_l = s_l + W_rs r_l,  r_l + W_sr s_l          interaction (the "I" of ICRM)
 
 Segmentation gets the fusion path's appearance cues, fusion gets the segmentation path's region/semantic
-prior. ReAW's head (guided by s_4 as well) predicts a region weight map and a low-resolution correction,
-which are upsampled and applied to the *full-resolution* sources by :class:`sccosf_ros.model.SCCoSF`.
+prior. ReAW's head (guided by s_4 as well) predicts, at low resolution, a region weight for the sources'
+base layers, a gain for each source's detail layer and a bounded correction; they are upsampled and
+applied to the *full-resolution* sources by :func:`reaw_reconstruct`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from sccosf_ros.model.cfm import conv_bn_act
 from sccosf_ros.model.config import ModelConfig
 from sccosf_ros.model.ss2d import VSSBlock
 
-__all__ = ["Exchange", "ICRMDecoder", "ICRMStage", "ReAWDecoder", "ReAWHead", "ReAWStage"]
+__all__ = [
+    "Exchange",
+    "ICRMDecoder",
+    "ICRMStage",
+    "ReAWDecoder",
+    "ReAWHead",
+    "ReAWStage",
+    "reaw_reconstruct",
+    "split_base_detail",
+]
 
 
 def _up(x: Tensor, like: Tensor) -> Tensor:
@@ -107,7 +117,7 @@ class ReAWStage(nn.Module):
 
 
 class ReAWHead(nn.Module):
-    """Region-weight logits and a bounded low-resolution luminance correction, each (B,1,h,w).
+    """Low-resolution ReAW maps, each (B,1,h,w): base-weight logit, two detail-gain logits, correction.
 
     Sees the segmentation state too, so region boundaries follow the semantic layout.
     """
@@ -116,11 +126,11 @@ class ReAWHead(nn.Module):
         super().__init__()
         cin = rdim + sdim
         self.body = nn.Sequential(conv_bn_act(cin, cin, 3, groups=cin, act=False), conv_bn_act(cin, rdim),
-                                  nn.Conv2d(rdim, 2, 1))
+                                  nn.Conv2d(rdim, 4, 1))
 
-    def forward(self, r: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        logit, corr = self.body(torch.cat([r, s], dim=1)).chunk(2, dim=1)
-        return logit, 0.5 * torch.tanh(corr)
+    def forward(self, r: Tensor, s: Tensor) -> Tensor:
+        """Raw maps (weight logit, visible gain logit, thermal gain logit, correction logit)."""
+        return self.body(torch.cat([r, s], dim=1))
 
 
 class ReAWDecoder(nn.Module):
@@ -130,3 +140,28 @@ class ReAWDecoder(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList(ReAWStage(cfg, i) for i in range(4))
         self.head = ReAWHead(cfg.reaw_dims[0], cfg.dims[0])
+
+
+def split_base_detail(y: Tensor, radius: int) -> tuple[Tensor, Tensor]:
+    """Two-scale split of a full-resolution image: box-filtered base and the residual detail layer."""
+    base = F.avg_pool2d(y, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    return base, y - base
+
+
+def reaw_reconstruct(maps: Tensor, y_vis: Tensor, thermal: Tensor, radius: int) -> tuple[Tensor, Tensor]:
+    """Region-adaptive weighted reconstruction of the fused luminance at the sources' resolution.
+
+    ``maps`` are the head's raw low-resolution maps, already upsampled to the sources' size. Base layers
+    (large-scale intensity) are mixed *convexly* by the region weight ``w``; detail layers are added with
+    their own gains in (0, 2), so a region can keep the sharper source's texture (or strengthen it)
+    without adding an edge twice where both sources carry it. Returns (fused_y, w).
+    """
+    w = torch.sigmoid(maps[:, 0:1])
+    gain_vis = 2.0 * torch.sigmoid(maps[:, 1:2])
+    gain_ir = 2.0 * torch.sigmoid(maps[:, 2:3])
+    corr = 0.25 * torch.tanh(maps[:, 3:4])
+    both = torch.cat([y_vis, thermal], dim=1)
+    base, detail = split_base_detail(both, radius)
+    fused = (w * base[:, 0:1] + (1.0 - w) * base[:, 1:2]
+             + gain_vis * detail[:, 0:1] + gain_ir * detail[:, 1:2] + corr)
+    return fused.clamp(0.0, 1.0), w

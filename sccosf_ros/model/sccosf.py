@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from sccosf_ros.model.cfm import ScCFM
 from sccosf_ros.model.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sccosf_ros.model.config import PRESETS, ModelConfig
-from sccosf_ros.model.decoders import ICRMDecoder, ReAWDecoder
+from sccosf_ros.model.decoders import ICRMDecoder, ReAWDecoder, reaw_reconstruct
 from sccosf_ros.model.encoder import STAGE_CHANNELS, MobileNetV2Trunk, load_imagenet_encoder
 
 __all__ = ["SCCoSF", "build_model", "build_model_from_config", "fold_batchnorm_"]
@@ -78,14 +78,12 @@ class SCCoSF(nn.Module):
         assert s is not None and r is not None
 
         seg = F.interpolate(self.icrm.head(s), size=(height, width), mode="bilinear", align_corners=False)
-        logit, corr = self.reaw.head(r, s)
-        low = F.interpolate(torch.cat([logit, corr], dim=1), size=(height, width), mode="bilinear",
-                            align_corners=False)
-        weights = torch.sigmoid(low[:, 0:1])
+        maps = F.interpolate(self.reaw.head(r, s), size=(height, width), mode="bilinear",
+                             align_corners=False)
         y_vis, cb, cr = rgb_to_ycbcr(rgb)
-        # Region-weighted choice of luminance source (not a sum of features): little redundancy, and the
-        # full-resolution detail of whichever source wins a region passes through untouched.
-        fused_y = (weights * y_vis + (1.0 - weights) * thermal + low[:, 1:2]).clamp(0.0, 1.0)
+        # Region-weighted choice of base intensity plus gated detail layers (not a sum of features): little
+        # redundancy, and the full-resolution detail of the sources passes through at full resolution.
+        fused_y, weights = reaw_reconstruct(maps, y_vis, thermal, self.config.reaw_radius)
         return {
             "fused": ycbcr_to_rgb(fused_y, cb, cr),
             "fused_y": fused_y,
