@@ -58,6 +58,7 @@ class EvalConfig:
     checkpoint: str | Path | None = None
     device: str = "auto"
     precision: str = "fp32"
+    num_threads: int | None = None  # torch CPU threads; None = torch's default (see docs/evaluation.md)
     slop: float = SPECS["sync_slop"].default
     queue_size: int = SPECS["sync_queue_size"].default
     max_pairs: int | None = None
@@ -233,11 +234,21 @@ def _pairing_counts(pairer: ApproximateTimePairer, evaluated: int, bad: Mapping[
     }
 
 
-def open_engine(checkpoint: str | Path | None, device: str, precision: str) -> Any:
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
+
+
+def open_engine(
+    checkpoint: str | Path | None, device: str, precision: str, num_threads: int | None = None
+) -> Any:
     """A :class:`FusionEngine`; imported here so that bag tools do not pay for torch."""
     from sccosf_ros.engine import FusionEngine
 
-    return FusionEngine(checkpoint=checkpoint, device=device, precision=precision)
+    return FusionEngine(checkpoint=checkpoint, device=device, precision=precision, num_threads=num_threads)
 
 
 def warm_up(engine: Any, rgb: bags.TopicInfo) -> float | None:
@@ -267,7 +278,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
     compressed = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
     if len(compressed) != 1:
         raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
-    engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision)
+    engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision, cfg.num_threads)
     recorder = _RecordingEngine(engine)
     processor = PairProcessor(recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS),
                               compressed=compressed.pop())
@@ -319,6 +330,7 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
         "bag": str(bag),
         "checkpoint": str(getattr(engine, "checkpoint", cfg.checkpoint)),
         "device": str(getattr(engine, "device", cfg.device)),
+        "threads": _torch_threads(),
         "topics": {"rgb": cfg.rgb_topic, "thermal": cfg.thermal_topic, "labels": cfg.label_topic},
         "pairing": {"slop_s": cfg.slop, "queue_size": cfg.queue_size},
         "pairs": {**_pairing_counts(pairer, evaluated, bad),

@@ -147,7 +147,7 @@ def node_command(cfg: ReplayConfig) -> list[str]:
     ``python -m`` rather than the ``fusion_node`` console script so a source checkout works uninstalled.
     """
     params = {"device": cfg.device, "precision": cfg.precision, "sync_slop": cfg.slop,
-              "sync_queue_size": cfg.queue_size}
+              "sync_queue_size": cfg.queue_size, "num_threads": cfg.num_threads or 0}
     if cfg.checkpoint:
         params["checkpoint"] = str(cfg.checkpoint)
     cmd = [sys.executable, "-m", "sccosf_ros.node.fusion_node", "--ros-args",
@@ -500,6 +500,7 @@ def _score_and_report(
         "bag": str(bag),
         "checkpoint": str(cfg.checkpoint or "shipped default"),
         "device": cfg.device,
+        "threads": cfg.num_threads or "torch default",
         "rate": cfg.rate,
         "note": ("Latency = receipt wall time of /sccosf/fused minus publish wall time of the RGB frame with "
                  f"the same stamp, in one process clock; {len(warm_ms)} warm-up pair(s) excluded. The IR "

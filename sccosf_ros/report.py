@@ -135,7 +135,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     """``report.md`` from the summary dict that the evaluator and the replay tool build."""
     lines = [f"# {report.get('title', 'SC-CoSF evaluation')}", ""]
     lines += [f"- Bag: `{report.get('bag')}`", f"- Checkpoint: `{report.get('checkpoint')}`"]
-    for key in ("mode", "device", "rate", "generated"):
+    for key in ("mode", "device", "threads", "rate", "generated"):
         if key in report:
             lines.append(f"- {key.capitalize()}: {report[key]}")
     note = report.get("note")

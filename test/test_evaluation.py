@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,17 @@ from sccosf_ros.metrics.fusion import FUSION_METRICS
 from sccosf_ros.report import ContactSheet
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """The tests run the engine single-threaded (on 2 shared cores, 2 threads measured up to 100x slower);
+    torch's thread count is process-wide, so put it back for whatever test runs next."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1.2 s at 120x160: 36 RGB frames (30 Hz), 10 thermal (9 Hz, 16-bit raw counts), 36 labels."""
@@ -28,7 +40,7 @@ def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_evaluate_small_bag(small_bag: Path, random_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    cfg = EvalConfig(checkpoint=random_checkpoint, device="cpu", progress=False)
+    cfg = EvalConfig(checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False)
     report = evaluate_bag(small_bag, out, cfg)
 
     pairs = report["pairs"]
@@ -81,8 +93,8 @@ def test_cli_errors_and_no_labels(small_bag: Path, random_checkpoint: Path, tmp_
     err = capsys.readouterr().err
     assert "/flir/image" in err and bags.THERMAL_TOPIC in err  # says what the bag holds
     rc = eval_cli.main([str(small_bag), "--out", str(tmp_path / "y"), "--checkpoint", str(random_checkpoint),
-                        "--device", "cpu", "--label-topic", "/nope", "--max-pairs", "2", "--no-bag",
-                        "--no-progress"])
+                        "--device", "cpu", "--threads", "1", "--label-topic", "/nope", "--max-pairs", "2",
+                        "--no-bag", "--no-progress"])
     assert rc == 0
     report = json.loads((tmp_path / "y" / "report.json").read_text())
     assert report["pairs"]["pairs_evaluated"] == 2 and report["segmentation"] is None

@@ -33,7 +33,7 @@ def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_live_replay_through_node(tiny_bag: Path, random_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "replay"
     cfg = ReplayConfig(checkpoint=random_checkpoint, device="cpu", domain_id=_domain_id(0), progress=False,
-                       startup_timeout_s=90, drain_timeout_s=30)
+                       startup_timeout_s=90, drain_timeout_s=30, num_threads=1)
     report = replay_bag(tiny_bag, out, cfg)
 
     pairs = report["pairs"]

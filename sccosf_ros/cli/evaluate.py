@@ -21,6 +21,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-topic", default=d.label_topic,
                         help="mono8 class ids stamped like the RGB frame; '' to skip segmentation scores")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 is far faster "
+                        "on a small, busy machine, see docs/evaluation.md")
     parser.add_argument("--slop", type=float, default=d.slop, help="pairing tolerance, seconds")
     parser.add_argument("--queue-size", type=int, default=d.queue_size, help="pairing queue per stream")
     parser.add_argument("--storage", choices=sorted(bags.STORAGES), default=d.storage,
@@ -36,6 +38,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         checkpoint=args.checkpoint,
         device=args.device,
         precision=getattr(args, "precision", "fp32"),
+        num_threads=args.threads,
         slop=args.slop,
         queue_size=args.queue_size,
         max_pairs=getattr(args, "max_pairs", None),
