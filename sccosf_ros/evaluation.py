@@ -189,6 +189,8 @@ class FrameScorer:
             if label is not None:
                 rows["ground truth"] = colorize_mask(label, self.palette)
             self.sheet.add(f"t={(stamp_ns - self.frames[0]['stamp_ns']) / 1e9:.2f} s", rows)
+        else:
+            self.sheet.skip()
         return record
 
     def fusion_summary(self) -> dict[str, Any]:

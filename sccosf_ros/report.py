@@ -45,8 +45,12 @@ class ContactSheet:
         self._kept: list[tuple[str, dict[str, np.ndarray]]] = []
 
     def wants_next(self) -> bool:
-        """Whether the next ``add`` will be kept, so callers can skip building rows nobody keeps."""
+        """Whether the next frame will be kept; if not, call :meth:`skip` instead of building its rows."""
         return self._seen % self._stride == 0
+
+    def skip(self) -> None:
+        """Count a frame without building it (only valid when :meth:`wants_next` is False)."""
+        self._seen += 1
 
     def add(self, caption: str, images: Mapping[str, np.ndarray]) -> None:
         """Offer one frame; ``images`` maps row names to images (missing rows are drawn grey)."""

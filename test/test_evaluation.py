@@ -104,11 +104,15 @@ def test_cli_errors_and_no_labels(small_bag: Path, random_checkpoint: Path, tmp_
 
 def test_contact_sheet_keeps_evenly_spaced_frames() -> None:
     sheet = ContactSheet(["a"], columns=4, thumb_width=32)
-    for i in range(1000):
-        sheet.add(str(i), {"a": np.full((8, 8), i % 256, np.uint8)})
+    for i in range(1000):  # as the scorer uses it: rows are built only for frames the sheet keeps
+        if sheet.wants_next():
+            sheet.add(str(i), {"a": np.full((8, 8), i % 256, np.uint8)})
+        else:
+            sheet.skip()
     assert 4 <= len(sheet) <= 8  # bounded memory
     kept = [int(c) for c, _ in sheet._kept]
     steps = np.diff(kept)
     assert kept[0] == 0 and len(set(steps.tolist())) == 1  # evenly spaced
+    assert kept[-1] >= 1000 - steps[0]  # ... over the whole run
     image = sheet.render()
     assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3
