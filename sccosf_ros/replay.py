@@ -90,9 +90,11 @@ class _Recorder(Node):
         self.last_receipt_ns = 0
         self.warmup_sent = 0  # warm-up pairs published (resent until answered)
         self.baseline: dict[str, str] | None = None  # node counters after warm-up, subtracted in the report
-        for topic in OUTPUTS:
+        self.output_subs = [
             self.create_subscription(Image, topic, lambda data, t=topic: self._on_output(t, data), sub_qos,
                                      raw=True)
+            for topic in OUTPUTS
+        ]
         self.class_info: str | None = None
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -123,10 +125,10 @@ class _Recorder(Node):
         return {_stamp_of(data) for _, data in items}
 
     def ready(self, cfg: ReplayConfig) -> bool:
-        """The node subscribes to both inputs and publishes the fused image (i.e. its model is loaded)."""
-        return (
-            all(p.get_subscription_count() > 0 for p in self.pubs.values())
-            and self.count_publishers(bags.FUSED_TOPIC) > 0
+        """Both inputs have a subscriber and all outputs a publisher matched with us (the node is active,
+        its model loaded). Only this side's matching is visible; the warm-up covers the other side."""
+        return all(p.get_subscription_count() > 0 for p in self.pubs.values()) and all(
+            sub.get_publisher_count() > 0 for sub in self.output_subs
         )
 
 
@@ -172,6 +174,7 @@ class _BagScan:
     first: dict[str, bags.RawMessage]  # first message per input topic (warm-up material)
     t0_log: int
     counts: dict[str, int]
+    thermal_stamps: list[int] = field(default_factory=list)
 
 
 def _scan(bag: Path, cfg: ReplayConfig) -> _BagScan:
@@ -183,6 +186,8 @@ def _scan(bag: Path, cfg: ReplayConfig) -> _BagScan:
         scan.first.setdefault(m.topic, m)
         scan.counts[m.topic] += 1
         stamp = _stamp_of(m.data)
+        if m.topic == cfg.thermal_topic:
+            scan.thermal_stamps.append(stamp)
         for p in pairer.add("rgb" if m.topic == cfg.rgb_topic else "thermal", stamp, stamp):
             scan.expected[p.rgb_stamp_ns] = p.thermal_stamp_ns
     if not all(scan.counts.values()):
@@ -324,12 +329,14 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
             # (a first CPU inference can take many seconds; resending then would only queue more work).
             with recorder.lock:
                 d = recorder.diagnostics
+            # Once paired, resend rarely: the node's output may have gone out before its writer had
+            # discovered our reader (discovery is not symmetric), and one resend queues at most one pair.
             paired = d is not None and int(float(d.get("matched", "0"))) > i
-            if not paired and time.monotonic() >= next_send:
+            if time.monotonic() >= next_send:
                 for topic, payload in data.items():
                     recorder.pubs[topic].publish(payload)
                 recorder.warmup_sent += 1
-                next_send = time.monotonic() + (1.5 if d is not None else 5.0)
+                next_send = time.monotonic() + (1.5 if d is not None and not paired else 5.0)
             if node_proc is not None:
                 node_proc.check_alive()
             if time.monotonic() > deadline:
@@ -456,29 +463,35 @@ def _score_and_report(
         warnings.append(f"{len(unexpected)} outputs for RGB stamps the offline pairing does not pair "
                         "(arrival order differed on the wire); scored against the nearest thermal frame")
 
-    # Score what the node published, against the inputs it was given (decoded again from the bag).
-    need_rgb = set(fused)
-    thermal_stamps = sorted({m for m in expected.values()})
+    # Score what the node published against the inputs it was given, decoded again from the bag in one
+    # streaming pass; only frames an output still waits for are held (partners are within the slop).
     names, palette = _class_info(recorder, cfg)
     scorer = FrameScorer(names, palette, labels, cfg.contact_columns)
-    rgb_by_stamp, thermal_by_stamp = {}, {}
-    for m in bags.read_images(bag, [cfg.rgb_topic, cfg.thermal_topic]):
-        if m.topic == cfg.rgb_topic and m.stamp_ns in need_rgb:
-            rgb_by_stamp[m.stamp_ns] = to_rgb(m.array, m.encoding)
-        elif m.topic == cfg.thermal_topic:
-            thermal_by_stamp[m.stamp_ns] = to_thermal_gray(m.array, m.encoding)
-    normalizer = make_normalizer()
-    for s in sorted(need_rgb):
+    segs = outputs[bags.SEGMENTATION_TOPIC]
+    want: dict[int, int] = {}  # RGB stamp -> thermal stamp, for outputs that can be scored
+    for s in sorted(fused):
         t_stamp = expected.get(s)
-        if t_stamp is None and thermal_stamps:
-            t_stamp = min(thermal_by_stamp, key=lambda x: abs(x - s))
-        seg = outputs[bags.SEGMENTATION_TOPIC].get(s)
-        if t_stamp is None or seg is None or s not in rgb_by_stamp:
-            continue
-        f_img = _decode(fused[s][1])
-        mask = _decode(seg[1])
-        scorer.add(s, rgb_by_stamp[s], normalizer(thermal_by_stamp[t_stamp]), f_img, mask,
-                   {"thermal_stamp_ns": t_stamp, "latency_ms": (fused[s][0] - publish_ns[s]) / 1e6})
+        if t_stamp is None and scan.thermal_stamps:
+            t_stamp = min(scan.thermal_stamps, key=lambda x: abs(x - s))
+        if t_stamp is not None and s in segs:
+            want[s] = t_stamp
+    wanted_thermal = set(want.values())
+    rgb_frames: dict[int, np.ndarray] = {}
+    thermal_frames: dict[int, np.ndarray] = {}
+    normalizer = make_normalizer()
+    for m in bags.read_images(bag, [cfg.rgb_topic, cfg.thermal_topic]):
+        if m.topic == cfg.rgb_topic and m.stamp_ns in want:
+            rgb_frames[m.stamp_ns] = to_rgb(m.array, m.encoding)
+        elif m.topic == cfg.thermal_topic and m.stamp_ns in wanted_thermal:
+            thermal_frames[m.stamp_ns] = to_thermal_gray(m.array, m.encoding)
+        for s in [s for s in rgb_frames if want[s] in thermal_frames]:
+            scorer.add(s, rgb_frames.pop(s), normalizer(thermal_frames[want[s]]), _decode(fused[s][1]),
+                       _decode(segs[s][1]),
+                       {"thermal_stamp_ns": want[s], "latency_ms": (fused[s][0] - publish_ns[s]) / 1e6})
+        if len(thermal_frames) > 4 * cfg.queue_size:  # drop partners no pending output can still need
+            pending = {want[s] for s in rgb_frames}
+            for t in [t for t in thermal_frames if t not in pending and t < m.stamp_ns - 10**9]:
+                del thermal_frames[t]
 
     bag_path = out / "output_bag" if cfg.write_bag else None
     if bag_path is not None:
