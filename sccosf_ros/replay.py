@@ -461,7 +461,8 @@ def _score_and_report(
     unexpected = sorted(set(fused) - set(expected))
     if unexpected:
         warnings.append(f"{len(unexpected)} outputs for RGB stamps the offline pairing does not pair "
-                        "(arrival order differed on the wire); scored against the nearest thermal frame")
+                        "(inputs lost on the wire, or arrival order differed); scored against the nearest "
+                        "thermal frame")
 
     # Score what the node published against the inputs it was given, decoded again from the bag in one
     # streaming pass; only frames an output still waits for are held (partners are within the slop).
