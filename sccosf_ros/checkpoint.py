@@ -176,6 +176,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: meta.to_json()})
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an installed model must be readable by every user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

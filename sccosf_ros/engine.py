@@ -22,9 +22,17 @@ import torch.nn.functional as F
 from sccosf_ros.checkpoint import CheckpointError, CheckpointMeta, build_from_checkpoint
 from sccosf_ros.imaging.resize import validate_homography, warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
+from sccosf_ros.model import fold_batchnorm_
 from sccosf_ros.paths import DEFAULT_MODEL_NAME, default_checkpoint_path
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """Contiguous and writable, copying only if needed: torch.from_numpy warns on read-only buffers
+    (frames decoded from bags or DDS messages are), although the engine never writes to them."""
+    array = np.ascontiguousarray(array)
+    return array if array.flags.writeable else array.copy()
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -154,7 +162,8 @@ class FusionEngine:
         self._checkpoint = Path(checkpoint)
         model, self._meta = build_from_checkpoint(self._checkpoint)
         self._channels_last = self._device.type == "cuda" if channels_last is None else bool(channels_last)
-        model = model.to(self._device)
+        # Inference only: fold BatchNorm into the preceding convs (identical outputs, ~100 kernels fewer).
+        model = fold_batchnorm_(model.eval()).to(self._device)
         if self._channels_last:
             model = model.to(memory_format=torch.channels_last)
         self._model: torch.nn.Module | None = model.eval()
@@ -231,8 +240,8 @@ class FusionEngine:
         rgb_np = rgbs[0][None] if len(rgbs) == 1 else np.stack(rgbs)
         th_np = thermals[0][None] if len(thermals) == 1 else np.stack(thermals)
         nb = self._device.type == "cuda"
-        rgb = torch.from_numpy(np.ascontiguousarray(rgb_np)).to(self._device, non_blocking=nb)
-        th = torch.from_numpy(np.ascontiguousarray(th_np)).to(self._device, non_blocking=nb)
+        rgb = torch.from_numpy(_writable(rgb_np)).to(self._device, non_blocking=nb)
+        th = torch.from_numpy(_writable(th_np)).to(self._device, non_blocking=nb)
         # The NHWC -> NCHW permuted view already has channels_last strides (kept by .float()); for the
         # contiguous layout, reorder while still uint8 (a quarter of the bytes of the float copy).
         rgb = rgb.permute(0, 3, 1, 2)
