@@ -1,0 +1,189 @@
+"""Figures for a checkpoint's model card: fusion against SeAFusion and a trivial baseline, synthetic mIoU.
+
+``python -m sccosf_train.model_card --checkpoint CKPT --msrs-root ../shared/data/msrs --out DIR`` scores,
+on the MSRS pairs that have a SeAFusion output (the held-out validation split), three fused images with the
+project's metrics (:mod:`sccosf_ros.metrics.fusion`, one convention for all three):
+
+* the checkpoint's fused image (the engine's output, exactly what the node publishes);
+* SeAFusion's published output (Tang et al., Information Fusion 82, 2022);
+* the trivial baseline: per-pixel maximum of visible luminance and infrared, visible chroma kept.
+
+It also scores segmentation on held-out synthetic scenes (seeds the trainer never uses) and draws a
+comparison sheet and a contact sheet of real night pairs (segmentation of real scenes has no labels here:
+look at it). Writes ``model_card.json``, ``model_card.md`` and the PNGs to DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from sccosf_ros.engine import FusionEngine
+from sccosf_ros.imaging.color import colorize_mask, rgb_to_ycbcr, ycbcr_to_rgb
+from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
+from sccosf_ros.metrics.segmentation import ConfusionMatrix
+from sccosf_ros.report import ContactSheet
+from sccosf_train.dataset import SyntheticDataset, seafusion_split
+from sccosf_train.synthetic import generate_scene
+
+# Disjoint from the trainer's synthetic streams (training: seed, validation: seed + 10000).
+HELD_OUT_SYNTHETIC_SEED = 20_001
+# Metrics where the target counts wins; SSIM is the guard (must not fall below SeAFusion's).
+SCORED = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf")
+
+
+def max_baseline(rgb: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum of visible luminance and infrared, with the visible chroma: uint8 RGB."""
+    ycc = rgb_to_ycbcr(rgb.astype(np.float32) / 255.0)
+    ycc[..., 0] = np.maximum(ycc[..., 0], ir.astype(np.float32) / 255.0)
+    return np.clip(np.rint(ycbcr_to_rgb(ycc) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise OSError(f"cannot read {path}")
+    return img
+
+
+def _find(folder: Path, name: str) -> Path:
+    for ext in (".png", ".jpg", ".bmp", ".tif"):
+        if (folder / f"{name}{ext}").exists():
+            return folder / f"{name}{ext}"
+    raise FileNotFoundError(f"{folder}/{name}.*")
+
+
+def score_fusion(engine: FusionEngine, root: Path, names: list[str], sheet: ContactSheet,
+                 night_sheet: ContactSheet) -> dict[str, Any]:
+    """Per-method mean metrics over ``names`` (and per-pair rows), filling the two picture sheets."""
+    rows: dict[str, list[dict[str, float]]] = {"ours": [], "seafusion": [], "max": []}
+    infer_ms: list[float] = []
+    for name in names:
+        rgb = _read_rgb(_find(root / "vi", name))
+        ir = _read_gray(_find(root / "ir", name))
+        sea = _read_rgb(_find(root / "seafusion", name))
+        t0 = time.perf_counter()
+        res = engine.infer(rgb, ir)
+        infer_ms.append((time.perf_counter() - t0) * 1e3)
+        trivial = max_baseline(rgb, ir)
+        g_ir, g_vi = to_gray255(ir), to_gray255(rgb)
+        for key, fused in (("ours", res.fused), ("seafusion", sea), ("max", trivial)):
+            rows[key].append(fusion_metrics(to_gray255(fused), g_ir, g_vi))
+        images = {"visible": rgb, "infrared": ir, "max baseline": trivial, "SeAFusion": sea,
+                  "SC-CoSF (ours)": res.fused, "segmentation": colorize_mask(res.mask, engine.palette)}
+        sheet.add(name, images)
+        if name.endswith("N"):
+            night_sheet.add(name, {k: images[k] for k in ("visible", "infrared", "SC-CoSF (ours)",
+                                                          "segmentation")})
+    means = {k: {m: float(np.nanmean([r[m] for r in v])) for m in FUSION_METRICS} for k, v in rows.items()}
+    ours = means["ours"]
+    wins_sea = [m for m in SCORED if ours[m] > means["seafusion"][m]]
+    wins_max = [m for m in SCORED if ours[m] > means["max"][m]]
+    return {
+        "pairs": len(names),
+        "means": means,
+        "wins_vs_seafusion": wins_sea,
+        "wins_vs_max": wins_max,
+        "ssim_not_below_seafusion": ours["SSIM"] >= means["seafusion"]["SSIM"],
+        "engine_ms_median": float(np.median(infer_ms)) if infer_ms else None,
+        "per_pair": {k: dict(zip(names, v, strict=True)) for k, v in rows.items()},
+    }
+
+
+def score_segmentation(engine: FusionEngine, n: int, size: tuple[int, int]) -> dict[str, Any]:
+    """mIoU of the engine on ``n`` held-out synthetic scenes (synthetic labels: the only ones here)."""
+    data = SyntheticDataset(n, HELD_OUT_SYNTHETIC_SEED, size)
+    cm = ConfusionMatrix(engine.num_classes, ignore_index=255)
+    for i in range(n):
+        scene = generate_scene(data.scene_seed(i), *size)
+        res = engine.infer(scene.rgb, scene.thermal)
+        cm.update(res.mask, scene.labels)
+    return {"scenes": n, "seed": HELD_OUT_SYNTHETIC_SEED, "size": list(size), "miou": cm.miou(),
+            "pixel_accuracy": cm.pixel_accuracy(),
+            "iou": {name: float(v) for name, v in zip(engine.class_names, cm.iou(), strict=True)}}
+
+
+def _wins(against: str, metrics: list[str]) -> str:
+    return f"Wins against {against} ({len(metrics)}/{len(SCORED)}): {', '.join(metrics) or '-'}."
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    f = card["fusion"]
+    lines = [
+        f"Fusion on the {f['pairs']} held-out MSRS pairs with a SeAFusion output "
+        "(project metrics: grey 0-255, no stretching, MI in nats and SSIM/VIF summed over the two sources).",
+        "",
+        "| method | " + " | ".join(FUSION_METRICS) + " |",
+        "|---|" + "---|" * len(FUSION_METRICS),
+    ]
+    label = {"ours": "SC-CoSF tiny (ours)", "seafusion": "SeAFusion", "max": "max(Y_vis, IR) baseline"}
+    for key in ("ours", "seafusion", "max"):
+        vals = " | ".join(f"{f['means'][key][m]:.3f}" for m in FUSION_METRICS)
+        lines.append(f"| {label[key]} | {vals} |")
+    lines += [
+        "",
+        _wins("SeAFusion", f["wins_vs_seafusion"]),
+        _wins("the max baseline", f["wins_vs_max"]),
+        f"SSIM not below SeAFusion's: {f['ssim_not_below_seafusion']}.",
+        "",
+    ]
+    s = card["segmentation"]
+    lines += [
+        f"Segmentation on {s['scenes']} held-out synthetic scenes ({s['size'][0]}x{s['size'][1]}, seed "
+        f"{s['seed']}): mIoU {s['miou']:.3f}, pixel accuracy {s['pixel_accuracy']:.3f}.",
+        "",
+        "| class | IoU |",
+        "|---|---|",
+    ]
+    for cls, v in s["iou"].items():
+        lines.append(f"| {cls} | {'n/a' if v is None or v != v else f'{v:.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint to score (safetensors)")
+    p.add_argument("--msrs-root", required=True, help="MSRS folder with ir/, vi/ and seafusion/")
+    p.add_argument("--out", required=True, help="output folder for model_card.{json,md} and pictures")
+    p.add_argument("--synthetic-scenes", type=int, default=100, help="held-out synthetic scenes for mIoU")
+    p.add_argument("--synthetic-size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"),
+                   help="size of the held-out synthetic scenes")
+    p.add_argument("--max-pairs", type=int, default=None, help="score only the first N validation pairs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args(argv)
+
+    root, out = Path(args.msrs_root), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    engine = FusionEngine(args.checkpoint, device=args.device, num_threads=args.threads)
+    _, val = seafusion_split(root)
+    val = val[: args.max_pairs] if args.max_pairs else val
+    sheet = ContactSheet(["visible", "infrared", "max baseline", "SeAFusion", "SC-CoSF (ours)",
+                          "segmentation"], columns=6)
+    night = ContactSheet(["visible", "infrared", "SC-CoSF (ours)", "segmentation"], columns=6)
+    card = {"checkpoint": str(args.checkpoint), "fusion": score_fusion(engine, root, val, sheet, night),
+            "segmentation": score_segmentation(engine, args.synthetic_scenes, tuple(args.synthetic_size))}
+    sheet.save(out / "fusion_comparison.png")
+    night.save(out / "night_contact_sheet.png")
+    (out / "model_card.json").write_text(json.dumps(card, indent=1, default=float))
+    md = render_markdown(card)
+    (out / "model_card.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
