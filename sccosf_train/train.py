@@ -172,10 +172,10 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 def _worker_init(_: int) -> None:
     # Each worker does cv2/numpy work on one sample: extra intra-op threads only oversubscribe the cores.
+    # (torch itself already runs workers with one thread.)
     import cv2
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 def _machine() -> dict[str, Any]:
@@ -472,7 +472,11 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
                 loader_sampler = RandomSampler(train_ds, generator=g)  # type: ignore[arg-type]
             loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=loader_sampler, drop_last=True,
                                 num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
-                                pin_memory=device.type == "cuda", persistent_workers=False)
+                                pin_memory=device.type == "cuda", persistent_workers=False,
+                                # Workers are made anew each epoch (they must see the new epoch's
+                                # augmentation seed); forking the trainer once its OpenMP pool exists
+                                # hung a worker here (epoch 3, 2 CPU cores), so fork from a clean server.
+                                multiprocessing_context="forkserver" if cfg.workers else None)
             bar = tqdm(total=per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress
                                                                                              and d.main))
             sums: dict[str, float] = {}
