@@ -50,3 +50,19 @@ def test_model_card_run_on_small_folder(tmp_path: Path, random_checkpoint: Path)
     assert 0.0 <= card["segmentation"]["pixel_accuracy"] <= 1.0
     assert (out / "fusion_comparison.png").exists() and (out / "night_contact_sheet.png").exists()
     assert "Wins against SeAFusion" in (out / "model_card.md").read_text()
+
+
+def test_export_half_loads_in_engine_and_records_its_effect(tmp_path: Path, random_checkpoint: Path) -> None:
+    from sccosf_ros.checkpoint import load_checkpoint
+    from sccosf_ros.engine import FusionEngine
+    from sccosf_train.export import main as export_main
+
+    dst = tmp_path / "half.safetensors"
+    assert export_main([str(random_checkpoint), str(dst), "--check-pairs", "1"]) == 0
+    state, meta = load_checkpoint(dst)
+    assert all(v.dtype.itemsize <= 2 for v in state.values() if v.is_floating_point())
+    assert meta.training["export"]["dtype"] == "float16"
+    assert meta.training["export"]["pairs"] == 1
+    assert dst.stat().st_size < 0.6 * random_checkpoint.stat().st_size
+    res = FusionEngine(dst, device="cpu").infer(np.zeros((32, 40, 3), np.uint8), np.zeros((32, 40), np.uint8))
+    assert res.fused.shape == (32, 40, 3)
