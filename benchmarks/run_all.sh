@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every figure in README.md and models/README.md, measured in one go on a quiet machine (not part of CI).
+# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (needs `make venv`, the shipped model and ../shared/data/msrs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-measure_out}
+PY=.venv/bin/python
+MSRS=../shared/data/msrs
+mkdir -p "$OUT"
+run() { echo "== $*" | tee -a "$OUT/log.txt"; "$@" 2>&1 | tee -a "$OUT/log.txt"; }
+
+run .venv/bin/sccosf-model-info
+run $PY benchmarks/bench_model.py --preset tiny --threads 2 --size 480 640 --runs 15 --fold-bn --no-profile
+run $PY benchmarks/bench_model.py --preset base --threads 2 --size 480 640 --runs 3 --fold-bn --no-profile --no-yardstick
+run $PY benchmarks/bench_scan.py --threads 2 --repeats 5 --seq-repeats 2
+run $PY -m sccosf_train.model_card --checkpoint models/sccosf_tiny.safetensors --msrs-root "$MSRS" \
+    --out "$OUT/model_card" --threads 2
+rm -rf "$OUT/msrs_val.bag" "$OUT/eval_msrs"
+mkdir -p "$OUT/msrs_val/vi" "$OUT/msrs_val/ir"
+for f in "$MSRS"/seafusion/*.png; do n=$(basename "$f"); cp "$MSRS/vi/$n" "$OUT/msrs_val/vi/"; cp "$MSRS/ir/$n" "$OUT/msrs_val/ir/"; done
+run .venv/bin/sccosf-bag from-folder --rgb "$OUT/msrs_val/vi" --thermal "$OUT/msrs_val/ir" "$OUT/msrs_val.bag"
+run .venv/bin/sccosf-eval "$OUT/msrs_val.bag" --out "$OUT/eval_msrs" --threads 2 --label-topic '' --no-progress
+run $PY benchmarks/bench_node.py --duration "${NODE_SECONDS:-600}" --num-threads "${NODE_THREADS:-1}" \
+    --out "$OUT/node.json"
