@@ -165,7 +165,7 @@ def test_normalizer_fixed_defaults_and_validation() -> None:
     with pytest.raises(ValueError, match="needs both low and high"):
         ThermalNormalizer("fixed")(np.zeros((2, 2), np.float32))
     for kwargs, msg in [
-        ({"mode": "auto"}, "mode must be one of"),
+        ({"mode": "bogus"}, "mode must be one of"),
         ({"mode": "fixed", "low": 5, "high": 5}, "low must be < high"),
         ({"low": 1.0}, "only to mode='fixed'"),
         ({"percentiles": (99, 1)}, "0 <= low < high <= 100"),
@@ -176,6 +176,16 @@ def test_normalizer_fixed_defaults_and_validation() -> None:
             ThermalNormalizer(**kwargs)
     with pytest.raises(ImageConversionError, match="to_thermal_gray"):
         ThermalNormalizer()(np.zeros((2, 2, 3), np.uint8))
+
+
+def test_auto_mode_passes_8bit_through_and_normalises_deeper_data() -> None:
+    """8-bit thermal is display-normalised already (and is what the model trained on); raw counts are not."""
+    img8 = np.array([[10, 20], [30, 40]], np.uint8)
+    np.testing.assert_allclose(ThermalNormalizer()(img8), img8 / 255.0, rtol=1e-6)
+    raw = np.array([[3000, 3100], [3200, 3300]], np.uint16)
+    auto = ThermalNormalizer(smoothing=0.0)(raw)
+    np.testing.assert_allclose(auto, ThermalNormalizer("percentile", smoothing=0.0)(raw), rtol=1e-6)
+    assert auto.min() == 0.0 and auto.max() == 1.0
 
 
 def _flicker(norm: ThermalNormalizer, frames: list[np.ndarray]) -> float:

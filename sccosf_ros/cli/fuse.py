@@ -95,13 +95,9 @@ class _ThermalPrep:
     """Per-frame thermal normalisation (files are independent images, so no smoothing across them)."""
 
     def __init__(self, mode: str) -> None:
-        self.mode = mode
-        # auto: 8-bit passes through (MSRS-style files are display-normalised; the engine scales by 1/255).
-        self._norm = ThermalNormalizer("percentile" if mode == "auto" else mode, smoothing=0.0)
+        self._norm = ThermalNormalizer(mode, smoothing=0.0)
 
     def __call__(self, thermal: np.ndarray) -> np.ndarray:
-        if self.mode == "auto" and thermal.dtype == np.uint8:
-            return thermal
         self._norm.reset()
         return self._norm(thermal)
 

@@ -2,7 +2,9 @@
 
 Thermal drivers publish raw 16-bit counts (``mono16``/``16UC1``) or ``32FC1`` temperatures, often with NaN for
 dead pixels; shown raw they look black. A per-frame min-max stretch flickers whenever a hot object or a single
-hot pixel enters the view, so the default is a robust percentile range smoothed over time.
+hot pixel enters the view, so the default is a robust percentile range smoothed over time. 8-bit thermal
+images are already display-normalised by the camera (AGC) or the dataset (MSRS), and the model was trained
+on them as they are: ``auto`` passes them through (/255) and normalises only deeper data.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 
 from .encodings import ImageConversionError, canonical_encoding
 
-_MODES = ("percentile", "minmax", "fixed")
+_MODES = ("auto", "percentile", "minmax", "fixed")
 
 
 def _finite_or_none(name: str, value: float | None) -> float | None:
@@ -30,7 +32,9 @@ class ThermalNormalizer:
     """Callable mapping a single-channel thermal frame to float32 in [0, 1], same shape.
 
     Modes:
-      * ``percentile`` (default): range = the given percentiles of the finite pixels, exponentially smoothed
+      * ``auto`` (default): 8-bit frames as ``fixed`` 0-255 (already display-normalised; what the model was
+        trained on), anything deeper (raw counts, temperatures) as ``percentile``.
+      * ``percentile``: range = the given percentiles of the finite pixels, exponentially smoothed
         over frames (``range = smoothing * previous + (1 - smoothing) * current``) against pumping.
       * ``minmax``: the exact finite min/max of each frame, no smoothing (offline, frame-independent output).
       * ``fixed``: ``low``/``high`` as given; defaults per dtype (uint8 0-255, uint16/int16 full range); float
@@ -42,7 +46,7 @@ class ThermalNormalizer:
 
     def __init__(
         self,
-        mode: str = "percentile",
+        mode: str = "auto",
         low: float | None = None,
         high: float | None = None,
         percentiles: tuple[float, float] = (1.0, 99.0),
@@ -109,7 +113,7 @@ class ThermalNormalizer:
             finite = np.isfinite(values)
             if finite.all():
                 finite = None
-        if self.mode == "fixed":
+        if self.mode == "fixed" or (self.mode == "auto" and image.dtype == np.uint8):
             low, high = self._fixed_range(image.dtype)
         else:
             sample = values if finite is None else values[finite]

@@ -135,9 +135,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("num_threads", 0, "CPU threads for torch; 0 = torch's default", _int_at_least(0)),
     ParamSpec(
         "thermal_normalization.mode",
-        "percentile",
-        "Thermal to [0,1]: percentile (smoothed robust range), minmax (per frame) or fixed (low/high)",
-        _one_of("percentile", "minmax", "fixed"),
+        "auto",
+        "Thermal to [0,1]: auto (8-bit as is, deeper data as percentile), percentile (smoothed robust "
+        "range), minmax (per frame) or fixed (low/high)",
+        _one_of("auto", "percentile", "minmax", "fixed"),
     ),
     ParamSpec(
         "thermal_normalization.low",
