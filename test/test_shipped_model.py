@@ -1,0 +1,37 @@
+"""The model in models/: loads by default, carries its training record, and behaves sanely."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sccosf_ros.checkpoint import read_checkpoint_meta
+from sccosf_ros.engine import FusionEngine
+from sccosf_ros.paths import default_checkpoint_path
+from sccosf_train.synthetic import generate_scene
+
+SHIPPED = default_checkpoint_path()
+pytestmark = pytest.mark.skipif(SHIPPED is None, reason="no shipped model in this installation")
+
+
+def test_metadata_records_data_split_and_export() -> None:
+    meta = read_checkpoint_meta(SHIPPED)
+    assert meta.preset == "tiny" and meta.num_classes == 9 and len(meta.class_names) == 9
+    data = meta.training["data"]
+    assert len(data["train_names"]) == 180 and len(data["val_names"]) == 61
+    assert not set(data["train_names"]) & set(data["val_names"])
+    assert meta.training["export"]["dtype"] == "float16"
+
+
+def test_default_engine_fuses_a_night_scene() -> None:
+    scene = generate_scene(123, 240, 320, night=True)
+    with FusionEngine(device="cpu", num_threads=1) as engine:
+        res = engine.infer(scene.rgb, scene.thermal)
+    assert res.fused.shape == scene.rgb.shape and res.fused.dtype == np.uint8
+    assert res.mask.max() < 9
+    # Fusion brings thermal content into a dark visible image: the fused luminance correlates with the
+    # thermal image more than the visible image does.
+    gray = res.fused.astype(np.float64) @ [0.299, 0.587, 0.114]
+    vis = scene.rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
+    th = scene.thermal.astype(np.float64)
+    assert np.corrcoef(gray.ravel(), th.ravel())[0, 1] > np.corrcoef(vis.ravel(), th.ravel())[0, 1]
