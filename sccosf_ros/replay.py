@@ -147,9 +147,13 @@ def node_command(cfg: ReplayConfig) -> list[str]:
     """The node as ``ros2 run sccosf_ros fusion_node`` would start it, with the bag's topics remapped in.
 
     ``python -m`` rather than the ``fusion_node`` console script so a source checkout works uninstalled.
+    The player publishes reliable, so the node's input QoS is set to match: with the node's default
+    best-effort input, Fast DDS delivered a third of the frames, late (docs/node.md). ``node_args`` come
+    last and override any of these.
     """
     params = {"device": cfg.device, "precision": cfg.precision, "sync_slop": cfg.slop,
-              "sync_queue_size": cfg.queue_size, "num_threads": cfg.num_threads or 0}
+              "sync_queue_size": cfg.queue_size, "num_threads": cfg.num_threads or 0,
+              "input_qos": "reliable"}
     if cfg.checkpoint:
         params["checkpoint"] = str(cfg.checkpoint)
     cmd = [sys.executable, "-m", "sccosf_ros.node.fusion_node", "--ros-args",
