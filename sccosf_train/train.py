@@ -70,14 +70,14 @@ class TrainConfig:
     poly_power: float = 0.9
     grad_clip: float = 1.0
     amp: str = "auto"  # auto (bf16 if supported, else fp16, on CUDA; off on CPU) | bf16 | fp16 | off
-    # loss weights (see docs/training.md)
-    w_seg: float = 0.5
-    w_fusion: float = 1.0
-    w_int: float = 1.0
-    w_grad: float = 10.0
-    w_ssim: float = 0.5
-    fg_weight: float = 4.0
-    fg_classes: tuple[int, ...] = (1, 2, 3)
+    # loss weights: defaults are LossWeights' (one source; reasons in docs/training.md)
+    w_seg: float = LossWeights.seg
+    w_fusion: float = LossWeights.fusion
+    w_int: float = LossWeights.intensity
+    w_grad: float = LossWeights.gradient
+    w_ssim: float = LossWeights.ssim
+    fg_weight: float = LossWeights.fg_weight
+    fg_classes: tuple[int, ...] = LossWeights.fg_classes
     ohem_thresh: float | None = None
     # validation
     val_every: int = 1
