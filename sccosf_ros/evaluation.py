@@ -31,7 +31,7 @@ from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
-from sccosf_ros.node.params import SPECS
+from sccosf_ros.node.params import SPECS, thermal_normalizer
 from sccosf_ros.node.processing import BadInputError, PairProcessor
 from sccosf_ros.pairing import ApproximateTimePairer, Pair
 from sccosf_ros.report import ContactSheet, write_report
@@ -70,11 +70,7 @@ class EvalConfig:
 
 def make_normalizer() -> ThermalNormalizer:
     """The node's default thermal normaliser (same parameter table), so offline and live inputs agree."""
-    return ThermalNormalizer(
-        mode=SPECS["thermal_normalization.mode"].default,
-        percentiles=tuple(SPECS["thermal_normalization.percentiles"].default),
-        smoothing=SPECS["thermal_normalization.smoothing"].default,
-    )
+    return thermal_normalizer()
 
 
 class _RecordingEngine:

@@ -40,8 +40,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from sccosf_ros.imaging.palette import parse_palette
-from sccosf_ros.imaging.thermal import ThermalNormalizer
-from sccosf_ros.node.params import PARAMETERS, ParameterError, parse_homography, split_list, validate
+from sccosf_ros.node.params import (
+    PARAMETERS,
+    ParameterError,
+    parse_homography,
+    split_list,
+    thermal_normalizer,
+    validate,
+)
 from sccosf_ros.node.processing import BadInputError, Engine, PairProcessor
 from sccosf_ros.node.stats import NodeStats
 from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
@@ -150,19 +156,6 @@ class FusionNode(LifecycleNode):
         self.get_logger().info("configured")
         return TransitionCallbackReturn.SUCCESS
 
-    def _make_normalizer(self) -> ThermalNormalizer:
-        c = self.config
-        fixed = c["thermal_normalization.mode"] == "fixed"
-        low, high = c["thermal_normalization.low"], c["thermal_normalization.high"]
-        unset = (low, high) == (0.0, 0.0)
-        return ThermalNormalizer(
-            mode=c["thermal_normalization.mode"],
-            low=low if fixed and not unset else None,
-            high=high if fixed and not unset else None,
-            percentiles=tuple(c["thermal_normalization.percentiles"]),
-            smoothing=c["thermal_normalization.smoothing"],
-        )
-
     def _load_engine(self) -> Engine:
         c = self.config
         hom = parse_homography(c["homography"])
@@ -194,7 +187,7 @@ class FusionNode(LifecycleNode):
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         c = self.config
         try:
-            normalizer = self._make_normalizer()
+            normalizer = thermal_normalizer(self.config)
         except ValueError as exc:
             return self._fail(f"activate failed: parameter 'thermal_normalization': {exc}")
         try:

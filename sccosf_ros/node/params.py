@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from sccosf_ros.imaging.thermal import ThermalNormalizer
+
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -259,6 +261,25 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     if names and colours and len(names) != len(colours):
         raise ParameterError("palette", f"has {len(colours)} colours for {len(names)} class_names")
     return out
+
+
+def thermal_normalizer(values: Mapping[str, Any] | None = None) -> ThermalNormalizer:
+    """The thermal normaliser the parameters describe (the table's defaults when ``values`` is None).
+
+    One builder for the node and the offline tools, so live and offline inputs are normalised alike.
+    ``low = high = 0`` in fixed mode means "the dtype's full range".
+    """
+    v = values if values is not None else {p.name: p.default for p in PARAMETERS}
+    mode = v["thermal_normalization.mode"]
+    low, high = v["thermal_normalization.low"], v["thermal_normalization.high"]
+    explicit = mode == "fixed" and (low, high) != (0.0, 0.0)
+    return ThermalNormalizer(
+        mode=mode,
+        low=low if explicit else None,
+        high=high if explicit else None,
+        percentiles=tuple(v["thermal_normalization.percentiles"]),
+        smoothing=v["thermal_normalization.smoothing"],
+    )
 
 
 def launch_value(name: str, text: str) -> Any:
