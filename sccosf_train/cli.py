@@ -34,6 +34,8 @@ HELP: dict[str, str] = {
     "labels)",
     "synthetic_size": "H W of generated synthetic scenes",
     "synthetic_seed": "seed of the synthetic scene stream (validation uses seed + 10000)",
+    "synthetic_fresh": "generate new synthetic scenes every epoch (epoch e uses scenes e*N..e*N+N-1 of the "
+    "stream) instead of re-augmenting the same N: more variety at no storage cost",
     "misregistration_px": "random thermal shift of synthetic scenes in pixels (robustness to calibration)",
     "crop": "H W training crop (after random scaling); multiples of 64 suit both presets",
     "augment": "random scale/crop/flip, visible photometric jitter, thermal gain/offset/noise",
@@ -56,6 +58,8 @@ HELP: dict[str, str] = {
     "fg_weight": "extra weight of foreground (thermally salient) pixels in the intensity term",
     "fg_classes": "class ids treated as thermally salient foreground (default car person bike)",
     "ohem_thresh": "online hard example mining: keep pixels with true-class probability below this",
+    "seg_class_weights": "segmentation class weights: none, or enet (1/ln(1.02 + class frequency), counted "
+    "on up to 64 labelled training samples; lifts thin, rare classes)",
     "val_every": "validate every N epochs (and always after the last)",
     "val_batch_size": "validation batch size",
     "val_max_pairs": "use only the first N real validation pairs (quick runs)",
@@ -69,6 +73,8 @@ HELP: dict[str, str] = {
     "deterministic": "ask torch for deterministic algorithms (slower on GPU)",
     "out": "output folder (checkpoints, logs, summary.json, split.json)",
     "resume": "resume from a run folder (its last.safetensors + last_state.pt) or a last_state.pt file",
+    "init_from": "start from the weights of an engine checkpoint (fine-tuning; a fresh optimizer and "
+    "schedule, unlike --resume)",
     "log_every": "write a train_log.csv row every N steps",
     "tensorboard": "also log to OUT/tensorboard when the tensorboard package is installed",
     "progress": "show a tqdm progress bar",

@@ -192,17 +192,20 @@ class SyntheticDataset(_EpochSeeded):
 
     def __init__(self, n: int, seed: int = 0, size: tuple[int, int] = (480, 640),
                  crop: tuple[int, int] | None = None, augment: AugmentConfig | bool = False,
-                 misregistration_px: float = 0.0) -> None:
+                 misregistration_px: float = 0.0, fresh_each_epoch: bool = False) -> None:
         super().__init__(crop, augment, seed)
         if n < 1:
             raise ValueError("SyntheticDataset needs n >= 1")
         self.n, self.size, self.misregistration_px = int(n), (int(size[0]), int(size[1])), misregistration_px
+        self.fresh_each_epoch = bool(fresh_each_epoch)
 
     def __len__(self) -> int:
         return self.n
 
     def scene_seed(self, index: int) -> int:
-        return self.seed * 1_000_003 + index
+        """Seed of scene ``index``; with ``fresh_each_epoch`` epoch ``e`` draws scenes ``e*n .. e*n+n-1``."""
+        offset = self.epoch * self.n if self.fresh_each_epoch else 0
+        return self.seed * 1_000_003 + offset + index
 
     def __getitem__(self, index: int) -> dict[str, object]:
         if not 0 <= index < self.n:

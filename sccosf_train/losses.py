@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -68,10 +69,25 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     return s.mean()
 
 
+def enet_class_weights(counts: Sequence[float] | np.ndarray, c: float = 1.02) -> tuple[float, ...]:
+    """ENet's class weights ``1 / ln(c + p_k)`` from per-class pixel counts (Paszke et al., 2016).
+
+    Bounded by ``1 / ln(c)`` (~50 for c = 1.02) however rare a class is, unlike inverse frequency; a class
+    with no pixels gets the bound. Road-scene labels are ~90% background, so without weights thin classes
+    (kerbs, cones, bikes) are never predicted.
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or n.size == 0 or (n < 0).any() or n.sum() <= 0:
+        raise ValueError("class counts must be a non-empty, non-negative vector with a positive sum")
+    return tuple(float(v) for v in 1.0 / np.log(c + n / n.sum()))
+
+
 def segmentation_loss(logits: Tensor, labels: Tensor, ohem_thresh: float | None = None,
                       ohem_min_kept: int = 10_000, class_weights: Tensor | None = None) -> Tensor:
     """Cross-entropy over labelled pixels (255 ignored); 0 (with a graph) when none are labelled.
 
+    ``class_weights`` scale each pixel's loss by its true class's weight; the mean is then normalised by
+    the summed weights (as ``F.cross_entropy`` does), so the loss keeps its scale against the fusion terms.
     With ``ohem_thresh`` (a probability, e.g. 0.7) only pixels whose true-class probability is below it are
     kept, but at least the ``ohem_min_kept`` hardest ones: easy road/background pixels stop dominating.
     """
@@ -79,16 +95,14 @@ def segmentation_loss(logits: Tensor, labels: Tensor, ohem_thresh: float | None 
     n_valid = int(valid.sum())
     if n_valid == 0:
         return logits.sum() * 0.0
-    pix = F.cross_entropy(logits.float(), labels, weight=class_weights, ignore_index=IGNORE_INDEX,
-                          reduction="none")[valid]
-    if ohem_thresh is not None:
-        loss_thresh = -torch.log(torch.tensor(ohem_thresh, device=pix.device))
-        hard = pix > loss_thresh
+    pix = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")[valid]
+    pw = torch.ones_like(pix) if class_weights is None else class_weights.to(pix)[labels[valid]]
+    if ohem_thresh is not None:  # hardness is judged on the unweighted loss, then weights apply
+        hard = pix > -torch.log(torch.tensor(ohem_thresh, device=pix.device))
         k = min(n_valid, ohem_min_kept)
-        if int(hard.sum()) < k:
-            return pix.topk(k).values.mean()
-        return pix[hard].mean()
-    return pix.mean()
+        keep = pix.topk(k).indices if int(hard.sum()) < k else hard.nonzero().squeeze(1)
+        pix, pw = pix[keep], pw[keep]
+    return (pw * pix).sum() / pw.sum()
 
 
 def foreground_mask(labels: Tensor, has_labels: Tensor, seg_logits: Tensor | None,
@@ -119,6 +133,7 @@ class LossWeights:
     fg_classes: tuple[int, ...] = (1, 2, 3)  # car, person, bike
     ohem_thresh: float | None = None
     ohem_min_kept: int = 10_000
+    class_weights: tuple[float, ...] | None = None  # per-class cross-entropy weights (None: unweighted)
 
 
 def fusion_loss(fused_y: Tensor, y_vis: Tensor, ir: Tensor, fg: Tensor, w: LossWeights) -> dict[str, Tensor]:
@@ -137,7 +152,8 @@ def fusion_loss(fused_y: Tensor, y_vis: Tensor, ir: Tensor, fg: Tensor, w: LossW
 def joint_loss(out: dict[str, Tensor], rgb: Tensor, thermal: Tensor, labels: Tensor, has_labels: Tensor,
                w: LossWeights) -> dict[str, Tensor]:
     """Total and every component (``total``, ``seg``, ``fusion``, ``int``, ``grad``, ``ssim``)."""
-    seg = segmentation_loss(out["seg_logits"], labels, w.ohem_thresh, w.ohem_min_kept)
+    cw = None if w.class_weights is None else torch.tensor(w.class_weights, device=labels.device)
+    seg = segmentation_loss(out["seg_logits"], labels, w.ohem_thresh, w.ohem_min_kept, cw)
     fg = foreground_mask(labels, has_labels, out["seg_logits"], w.fg_classes)
     fus = fusion_loss(out["fused_y"], luminance(rgb.float()), thermal.float(), fg, w)
     total = w.seg * seg + w.fusion * fus["fusion"]

@@ -36,7 +36,7 @@ from sccosf_train.dataset import (
     read_split_file,
     seafusion_split,
 )
-from sccosf_train.losses import LossWeights, joint_loss
+from sccosf_train.losses import LossWeights, enet_class_weights, joint_loss
 
 
 @dataclass
@@ -55,6 +55,7 @@ class TrainConfig:
     synthetic_val: int = 16
     synthetic_size: tuple[int, int] = (480, 640)
     synthetic_seed: int = 1
+    synthetic_fresh: bool = False  # new synthetic scenes every epoch instead of the same n each epoch
     misregistration_px: float = 0.0
     crop: tuple[int, int] = (256, 320)
     augment: bool = True
@@ -79,6 +80,7 @@ class TrainConfig:
     fg_weight: float = LossWeights.fg_weight
     fg_classes: tuple[int, ...] = LossWeights.fg_classes
     ohem_thresh: float | None = None
+    seg_class_weights: str = "none"  # none | enet (estimated from the labelled training samples)
     # validation
     val_every: int = 1
     val_batch_size: int = 4
@@ -93,6 +95,7 @@ class TrainConfig:
     deterministic: bool = False
     out: str = "runs/tiny"
     resume: str | None = None
+    init_from: str | None = None  # engine checkpoint whose weights start the run (fine-tuning)
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
@@ -106,6 +109,10 @@ class TrainConfig:
             raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.seg_class_weights not in ("none", "enet"):
+            raise ValueError(f"seg_class_weights must be none or enet, got {self.seg_class_weights!r}")
+        if self.resume and self.init_from:
+            raise ValueError("give --resume (continue a run) or --init-from (start from weights), not both")
         if self.best_metric not in ("val_loss", "miou"):
             raise ValueError(f"best_metric must be val_loss or miou, got {self.best_metric!r}")
         if self.epochs < 1:
@@ -113,10 +120,10 @@ class TrainConfig:
         if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map
             raise ValueError("batch_size must be >= 2 (per process)")
 
-    def loss_weights(self) -> LossWeights:
+    def loss_weights(self, class_weights: tuple[float, ...] | None = None) -> LossWeights:
         return LossWeights(seg=self.w_seg, fusion=self.w_fusion, intensity=self.w_int, gradient=self.w_grad,
                            ssim=self.w_ssim, fg_weight=self.fg_weight, fg_classes=tuple(self.fg_classes),
-                           ohem_thresh=self.ohem_thresh)
+                           ohem_thresh=self.ohem_thresh, class_weights=class_weights)
 
 
 # ----------------------------------------------------------------------------------------------- runtime
@@ -224,15 +231,40 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, 
                     val_split=cfg.val_split)
     if cfg.synthetic_train > 0:
         parts.append(SyntheticDataset(cfg.synthetic_train, cfg.synthetic_seed, cfg.synthetic_size,
-                                      crop=cfg.crop, augment=aug, misregistration_px=cfg.misregistration_px))
+                                      crop=cfg.crop, augment=aug, misregistration_px=cfg.misregistration_px,
+                                      fresh_each_epoch=cfg.synthetic_fresh))
     if cfg.synthetic_val > 0:
         # A different seed stream from training: validation scenes are never trained on.
         vals.append(SyntheticDataset(cfg.synthetic_val, cfg.synthetic_seed + 10_000, cfg.synthetic_size,
                                      crop=None, augment=False, misregistration_px=cfg.misregistration_px))
     train = MixedDataset(parts)
+    info["synthetic_fresh"] = cfg.synthetic_fresh
     info["train_samples"] = len(train)
     info["val_samples"] = sum(len(v) for v in vals)  # type: ignore[arg-type]
     return train, vals, info
+
+
+def estimate_class_counts(ds: Dataset, num_classes: int, max_samples: int = 64, seed: int = 0) -> np.ndarray:
+    """Pixel count per class over up to ``max_samples`` labelled training samples (drawn at random).
+
+    Reads samples as training will see them (crops included); unlabelled samples are skipped. Raises when
+    no labelled sample exists, since class weights would then mean nothing.
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(ds))  # type: ignore[arg-type]
+    seen = 0
+    for i in order:
+        sample = ds[int(i)]
+        if not bool(sample["has_labels"]):
+            continue
+        lab = sample["labels"].numpy().ravel()
+        counts += np.bincount(lab[lab < num_classes], minlength=num_classes)[:num_classes]
+        seen += 1
+        if seen >= max_samples:
+            break
+    if seen == 0:
+        raise ValueError("seg_class_weights=enet needs labelled training samples (synthetic or real labels)")
+    return counts
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -413,6 +445,20 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
         total_steps = per_epoch * cfg.epochs
 
+        init_from = None
+        if cfg.init_from:
+            weights, _ = load_checkpoint(cfg.init_from)
+            check_state_dict(model, weights, source=str(cfg.init_from))
+            model.load_state_dict({k: v.float() for k, v in weights.items()})
+            init_from = str(Path(cfg.init_from).resolve())
+            data_info["init_from"] = init_from
+        class_weights = None
+        if cfg.seg_class_weights == "enet":
+            counts = estimate_class_counts(train_ds, cfg.num_classes, seed=cfg.seed)
+            class_weights = enet_class_weights(counts)
+            data_info["seg_class_pixel_counts"] = counts.tolist()
+            data_info["seg_class_weights"] = [round(v, 4) for v in class_weights]
+
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
         scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -448,7 +494,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             ddp_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
 
-        w = cfg.loss_weights()
+        w = cfg.loss_weights(class_weights)
         train_log = _CsvLog(out / "train_log.csv", bool(cfg.resume)) if d.main else None
         val_log = _CsvLog(out / "val_log.csv", bool(cfg.resume)) if d.main else None
         tb = _tensorboard(out, cfg.tensorboard) if d.main else None

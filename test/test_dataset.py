@@ -121,6 +121,19 @@ def test_synthetic_dataset_deterministic_and_epoch_varies_augmentation():
     assert ds.epoch == 4
 
 
+def test_fresh_synthetic_scenes_change_with_the_epoch_and_stay_reproducible():
+    fixed = SyntheticDataset(3, seed=2, size=(48, 64))
+    fresh = SyntheticDataset(3, seed=2, size=(48, 64), fresh_each_epoch=True)
+    assert (fixed[1]["labels"] == fresh[1]["labels"]).all()  # epoch 0: the same stream
+    fixed.set_epoch(1)
+    fresh.set_epoch(1)
+    assert fixed.scene_seed(1) == 2 * 1_000_003 + 1 and fresh.scene_seed(1) == 2 * 1_000_003 + 4
+    assert (fresh[1]["name"] != fixed[1]["name"]) and not (fresh[1]["thermal"] == fixed[1]["thermal"]).all()
+    again = SyntheticDataset(3, seed=2, size=(48, 64), fresh_each_epoch=True)
+    again.set_epoch(1)
+    assert (again[1]["thermal"] == fresh[1]["thermal"]).all()
+
+
 @pytest.mark.skipif(not (MSRS / "seafusion").is_dir(), reason="../shared/data/msrs not present")
 def test_seafusion_split_on_the_shared_pairs():
     train, val = seafusion_split(MSRS)

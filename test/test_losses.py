@@ -1,9 +1,11 @@
 """Losses: finite, zero for a perfect prediction where that is defined, ignore/OHEM/foreground behaviour."""
 
+import pytest
 import torch
 
 from sccosf_train.losses import (
     LossWeights,
+    enet_class_weights,
     foreground_mask,
     fusion_loss,
     joint_loss,
@@ -47,6 +49,32 @@ def test_ohem_focuses_on_hard_pixels():
     plain = segmentation_loss(logits, labels)
     hard = segmentation_loss(logits, labels, ohem_thresh=0.7, ohem_min_kept=50)
     assert torch.isfinite(hard) and float(hard) >= float(plain)
+
+
+def test_class_weights_match_torch_weighted_mean_and_keep_ohem_hardness_unweighted():
+    labels = _labels()
+    logits = torch.randn(2, 9, 16, 20, generator=torch.Generator().manual_seed(2))
+    cw = torch.linspace(1.0, 5.0, 9)
+    ours = segmentation_loss(logits, labels, class_weights=cw)
+    ref = torch.nn.functional.cross_entropy(logits, labels, weight=cw)  # normalised by summed weights
+    assert torch.allclose(ours, ref, atol=1e-6)
+    labels[0, :4] = 255  # ignored pixels carry no weight either
+    ref = torch.nn.functional.cross_entropy(logits, labels, weight=cw, ignore_index=255)
+    assert torch.allclose(segmentation_loss(logits, labels, class_weights=cw), ref, atol=1e-6)
+    # Uniform weights change nothing, with or without OHEM: hardness is judged before weighting.
+    ones = torch.ones(9)
+    for kw in ({}, {"ohem_thresh": 0.7, "ohem_min_kept": 50}):
+        assert torch.allclose(segmentation_loss(logits, labels, class_weights=ones, **kw),
+                              segmentation_loss(logits, labels, **kw), atol=1e-6)
+
+
+def test_enet_weights_favour_rare_classes_and_are_bounded():
+    w = enet_class_weights([900, 90, 9, 1, 0])
+    assert w[0] < w[1] < w[2] < w[3] < w[4]
+    assert w[4] == pytest.approx(1 / torch.log(torch.tensor(1.02)).item(), rel=1e-6)  # absent: the bound
+    for bad in ([], [0, 0], [1, -1]):
+        with pytest.raises(ValueError):
+            enet_class_weights(bad)
 
 
 def test_fusion_terms_vanish_when_fused_equals_identical_sources():

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from sccosf_train.cli import HELP, build_parser, load_config
-from sccosf_train.train import TrainConfig, lr_lambda, train
+from sccosf_train.dataset import MixedDataset, SyntheticDataset
+from sccosf_train.train import TrainConfig, estimate_class_counts, lr_lambda, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,6 +107,52 @@ def test_smoke_training_loss_falls_exports_engine_checkpoint_and_resumes(tmp_pat
 def test_resume_from_a_folder_without_state_names_the_file(tmp_path, one_thread):
     with pytest.raises(FileNotFoundError, match=r"last_state\.pt"):
         train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "o"), resume=str(tmp_path)))
+
+
+def test_config_rejects_resume_with_init_from_and_unknown_class_weights():
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(resume="a", init_from="b")
+    with pytest.raises(ValueError, match="seg_class_weights"):
+        TrainConfig(seg_class_weights="median")
+
+
+def test_class_counts_come_from_labelled_samples_only():
+    ds = SyntheticDataset(4, seed=5, size=(32, 40))
+    counts = estimate_class_counts(ds, 9, max_samples=2)
+    assert counts.sum() == 2 * 32 * 40 and counts[0] > 0
+    everything = estimate_class_counts(ds, 9)
+    expected = sum(np.bincount(ds[i]["labels"].numpy().ravel(), minlength=9) for i in range(4))
+    assert (everything == expected).all()
+
+
+def test_class_counts_without_labels_is_a_clear_error(tmp_path):
+    import cv2
+
+    for sub in ("ir", "vi"):
+        (tmp_path / sub).mkdir()
+    cv2.imwrite(str(tmp_path / "ir" / "a.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(tmp_path / "vi" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    from sccosf_train.dataset import MSRSFolderDataset
+
+    with pytest.raises(ValueError, match="labelled"):
+        estimate_class_counts(MixedDataset([MSRSFolderDataset(tmp_path)]), 9)
+
+
+def test_init_from_starts_at_the_checkpoint_weights(tmp_path, one_thread, random_checkpoint):
+    from sccosf_ros.checkpoint import load_checkpoint
+
+    out = tmp_path / "ft"
+    # lr 0: the optimizer moves nothing, so the exported weights are the initial ones (BatchNorm running
+    # statistics still update in train mode and are left out of the comparison).
+    cfg = TrainConfig(**{**TINY, "lr": 0.0}, epochs=1, max_steps_per_epoch=1, out=str(out),
+                      init_from=str(random_checkpoint), seg_class_weights="enet", synthetic_fresh=True)
+    summary = train(cfg, command=["pytest-init"])
+    start, _ = load_checkpoint(random_checkpoint)
+    after, _ = load_checkpoint(out / "last.safetensors")
+    learnable = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert learnable and all(torch.equal(start[k], after[k]) for k in learnable)
+    assert summary["data"]["init_from"] == str(random_checkpoint.resolve())
+    assert len(summary["data"]["seg_class_weights"]) == 9 and summary["data"]["synthetic_fresh"] is True
 
 
 @pytest.mark.slow
