@@ -5,11 +5,12 @@ visible image's chroma, so colour is not a free output to supervise. All images 
 
 ``L_fusion = w_int * L_int + w_grad * L_grad + w_ssim * L_ssim`` with
 
-* ``L_int``: weighted L1 between fused Y and a per-pixel target. Background target ``max(Y_vis, IR)``
-  (SeAFusion's salient-intensity target); in foreground regions (car, person, bike by default) the target
-  moves to the thermal intensity and those pixels weigh ``1 + fg_weight`` times more, because hot targets
-  are what a thermal camera is bought for and they cover few pixels. The foreground mask comes from the
-  labels where a sample has them, otherwise from the model's own (detached) class probabilities.
+* ``L_int``: weighted L1 between fused Y and the salient-intensity target ``max(Y_vis, IR)`` (SeAFusion's);
+  foreground pixels (car, person, bike by default) weigh ``1 + fg_weight`` times more, because hot targets
+  are what a thermal camera is bought for and they cover few pixels. ``fg_target="thermal"`` (the first
+  shipped model's recipe) moves the foreground target to the thermal intensity instead. The foreground
+  mask comes from the labels where a sample has them, otherwise from the model's own (detached) class
+  probabilities.
 * ``L_grad``: L1 between the fused Sobel magnitude and ``max(|∇Y_vis|, |∇IR|)`` (keep the sharper texture).
 * ``L_ssim``: ``1 - (SSIM(F, Y_vis) + SSIM(F, IR)) / 2``, a structural regulariser toward both sources.
 
@@ -131,6 +132,7 @@ class LossWeights:
     ssim: float = 0.5
     fg_weight: float = 4.0
     fg_classes: tuple[int, ...] = (1, 2, 3)  # car, person, bike
+    fg_target: str = "max"  # intensity target on foreground: max (of Y_vis and IR) or thermal
     ohem_thresh: float | None = None
     ohem_min_kept: int = 10_000
     class_weights: tuple[float, ...] | None = None  # per-class cross-entropy weights (None: unweighted)
@@ -139,7 +141,9 @@ class LossWeights:
 def fusion_loss(fused_y: Tensor, y_vis: Tensor, ir: Tensor, fg: Tensor, w: LossWeights) -> dict[str, Tensor]:
     """Components of the fusion objective on luminance (all (B,1,H,W) in [0, 1])."""
     fused_y = fused_y.float()
-    target = fg * ir + (1 - fg) * torch.maximum(y_vis, ir)
+    target = torch.maximum(y_vis, ir)
+    if w.fg_target == "thermal":
+        target = fg * ir + (1 - fg) * target
     pw = 1.0 + w.fg_weight * fg
     l_int = (pw * (fused_y - target).abs()).sum() / pw.sum()
     g_target = torch.maximum(sobel_magnitude(y_vis), sobel_magnitude(ir))

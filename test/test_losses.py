@@ -86,14 +86,25 @@ def test_fusion_terms_vanish_when_fused_equals_identical_sources():
     assert abs(float(ssim(x, x)) - 1.0) < 1e-6
 
 
-def test_intensity_target_is_max_in_background_and_thermal_in_foreground():
+def test_intensity_target_is_max_and_foreground_only_weighs_more_unless_thermal_target():
     g = torch.Generator().manual_seed(3)
     vis, ir = torch.rand(1, 1, 16, 16, generator=g), torch.rand(1, 1, 16, 16, generator=g)
     w = LossWeights()
-    bg = torch.zeros_like(vis)
-    assert float(fusion_loss(torch.maximum(vis, ir), vis, ir, bg, w)["int"]) < 1e-7
-    assert float(fusion_loss(ir, vis, ir, torch.ones_like(vis), w)["int"]) < 1e-7
+    bg, fg = torch.zeros_like(vis), torch.zeros_like(vis)
+    fg[..., :8, :] = 1.0
+    best = torch.maximum(vis, ir)
+    for mask in (bg, fg):
+        assert float(fusion_loss(best, vis, ir, mask, w)["int"]) < 1e-7
     assert float(fusion_loss(vis, vis, ir, bg, w)["int"]) > 0.01
+    # An error on foreground pixels costs more than the same error on background pixels.
+    off_fg, off_bg = best.clone(), best.clone()
+    off_fg[..., :8, :] += 0.1
+    off_bg[..., 8:, :] += 0.1
+    cost_fg, cost_bg = (float(fusion_loss(x, vis, ir, fg, w)["int"]) for x in (off_fg, off_bg))
+    assert cost_fg > cost_bg
+    thermal = LossWeights(fg_target="thermal")  # the first shipped model's recipe
+    assert float(fusion_loss(ir, vis, ir, torch.ones_like(vis), thermal)["int"]) < 1e-7
+    assert float(fusion_loss(best, vis, ir, bg, thermal)["int"]) < 1e-7
 
 
 def test_foreground_mask_uses_labels_or_detached_predictions():
