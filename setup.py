@@ -22,7 +22,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", _files("launch/*.py")),
-        (f"share/{PACKAGE}/config", _files("config/*.yaml")),
+        (f"share/{PACKAGE}/config", _files("config/*.yaml") + _files("config/*.xml")),
         (f"share/{PACKAGE}/models", _files("models/*.safetensors") + _files("models/*.md")),
     ],
     python_requires=">=3.10",

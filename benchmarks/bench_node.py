@@ -98,8 +98,20 @@ def main() -> int:
     ap.add_argument(
         "--input-qos", default="reliable", help="node's input QoS (the player publishes reliable)"
     )
+    ap.add_argument("--fastdds-profile", default="shipped",
+                    help="Fast DDS XML profile for the player and the node: shipped "
+                    "(config/fastdds_large_images.xml), none (Fast DDS defaults), or a path")
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = ap.parse_args()
+    from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
+
+    # Set before this process creates its first participant; the node inherits it.
+    os.environ.pop(FASTDDS_PROFILE_ENV, None)
+    if args.fastdds_profile != "none":
+        profile = fastdds_profile_path() if args.fastdds_profile == "shipped" else Path(args.fastdds_profile)
+        if profile is None or not Path(profile).is_file():
+            ap.error(f"Fast DDS profile not found: {args.fastdds_profile}")
+        os.environ[FASTDDS_PROFILE_ENV] = str(profile)
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -148,7 +160,8 @@ def main() -> int:
     executor.add_node(peer)
     threading.Thread(target=executor.spin, daemon=True).start()
 
-    report: dict[str, object] = {"checkpoint": ckpt_kind, "duration_s": args.duration}
+    report: dict[str, object] = {"checkpoint": ckpt_kind, "duration_s": args.duration,
+                                 "input_qos": args.input_qos, "fastdds_profile": args.fastdds_profile}
     try:
         t_wait = time.monotonic()
         while not (pubs["rgb"].get_subscription_count() and peer.count_publishers("sccosf/fused")):

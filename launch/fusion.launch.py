@@ -1,7 +1,8 @@
 """Launch the sccosf_ros fusion node: `ros2 launch sccosf_ros fusion.launch.py rgb_topic:=X thermal_topic:=Y`.
 
 Every node parameter is also a launch argument (named as the parameter, defaults equal to the node's), plus
-``params_file``, ``namespace``, ``use_sim_time`` and the two input topics (bound by remapping). A launch
+``params_file``, ``namespace``, ``use_sim_time``, the two input topics (bound by remapping) and
+``fastdds_profile`` (the Fast DDS XML the node's process loads; see docs/node.md, "Transport"). A launch
 argument overrides the params file only when it differs from the node's default, so the params file is not
 silently replaced by arguments nobody set.
 
@@ -26,6 +27,18 @@ def default_params_file() -> str:
     return "" if path is None else str(path)
 
 
+def default_fastdds_profile() -> str:
+    """FASTRTPS_DEFAULT_PROFILES_FILE if the shell sets it, else the shipped large-image profile."""
+    import os
+
+    from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
+
+    if FASTDDS_PROFILE_ENV in os.environ:
+        return os.environ[FASTDDS_PROFILE_ENV]
+    path = fastdds_profile_path()
+    return "" if path is None else str(path)
+
+
 def launch_arguments() -> list[tuple[str, str, str]]:
     """(name, default, description) of every launch argument, node parameters first."""
     args = [(p.name, default_text(p), p.description) for p in PARAMETERS]
@@ -39,6 +52,12 @@ def launch_arguments() -> list[tuple[str, str, str]]:
         ("use_sim_time", "false", "Use /clock (true when replaying a bag with `ros2 bag play --clock`)"),
         ("rgb_topic", "rgb/image", "RGB camera image topic (remapped onto the node's rgb/image)"),
         ("thermal_topic", "thermal/image", "Thermal camera image topic (remapped onto thermal/image)"),
+        (
+            "fastdds_profile",
+            default_fastdds_profile(),
+            "Fast DDS XML profile for the node's process (shared-memory segment large enough for images); "
+            "'' keeps Fast DDS's defaults",
+        ),
     ]
     return args
 
@@ -67,6 +86,9 @@ def generate_launch_description():  # launch types exist only where launch is in
         overrides = launch_overrides({p.name: value(p.name) for p in PARAMETERS})
         overrides["use_sim_time"] = value("use_sim_time").lower() in ("true", "1", "yes")
         params_file = value("params_file")
+        profile = value("fastdds_profile")
+        from sccosf_ros.paths import FASTDDS_PROFILE_ENV
+
         return [
             Node(
                 package=PACKAGE,
@@ -75,6 +97,7 @@ def generate_launch_description():  # launch types exist only where launch is in
                 namespace=value("namespace"),
                 parameters=([params_file] if params_file else []) + [overrides],
                 remappings=remappings(value("rgb_topic"), value("thermal_topic")),
+                additional_env={FASTDDS_PROFILE_ENV: profile} if profile else None,
                 output="screen",
                 emulate_tty=True,
             )

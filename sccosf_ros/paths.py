@@ -56,6 +56,29 @@ def share_dir(subdir: str | None = None) -> Path | None:
     return None
 
 
+FASTDDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # the variable Fast DDS 2.x (ROS 2 Jazzy) reads
+FASTDDS_PROFILE_NAME = "fastdds_large_images.xml"
+
+
+def fastdds_profile_path() -> Path | None:
+    """The shipped Fast DDS profile with a shared-memory segment large enough for camera images."""
+    return find_data_file(Path("config") / FASTDDS_PROFILE_NAME)
+
+
+def with_fastdds_profile(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with :data:`FASTDDS_PROFILE_ENV` pointing at the shipped profile, unless already set.
+
+    A value the user set (even empty, to opt out) is kept. Fast DDS reads the variable once per process,
+    when its first participant is created: set it before ``rclpy.init`` or pass it to child processes.
+    """
+    out = dict(env)
+    if FASTDDS_PROFILE_ENV not in out:
+        path = fastdds_profile_path()
+        if path is not None:
+            out[FASTDDS_PROFILE_ENV] = str(path)
+    return out
+
+
 def default_checkpoint_path() -> Path | None:
     """The shipped ``models/sccosf_tiny.safetensors``, or None when no install or checkout has it."""
     return find_data_file(Path("models") / DEFAULT_MODEL_NAME)

@@ -47,6 +47,7 @@ from sccosf_ros.evaluation import (
 from sccosf_ros.imaging.color import to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
 from sccosf_ros.pairing import ApproximateTimePairer
+from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
 from sccosf_ros.report import write_report
 
 OUTPUTS = (bags.FUSED_TOPIC, bags.SEGMENTATION_TOPIC, bags.SEGMENTATION_COLOR_TOPIC)
@@ -248,7 +249,13 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
     # The child imports this very package, installed or not: put its source root on the path.
     src = str(Path(__file__).resolve().parents[1])
     pythonpath = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
+    # Both ends get the shipped Fast DDS profile (unless the user set one): with Fast DDS's default 512 KiB
+    # shared-memory segment, images are recycled mid-read or fragmented over UDP and frames go missing
+    # (docs/node.md). This process's own setting counts only if no participant exists in it yet.
+    env = with_fastdds_profile(dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
+                                    PYTHONPATH=pythonpath))
+    if FASTDDS_PROFILE_ENV in env:
+        os.environ.setdefault(FASTDDS_PROFILE_ENV, env[FASTDDS_PROFILE_ENV])
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     node_proc: _NodeProcess | None = None

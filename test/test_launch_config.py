@@ -15,7 +15,8 @@ from sccosf_ros.node.params import PARAMETERS, SPECS, ParameterError, launch_ove
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "fusion.yaml"
 LAUNCH_PATH = ROOT / "launch" / "fusion.launch.py"
-EXTRA_LAUNCH_ARGS = {"params_file", "namespace", "use_sim_time", "rgb_topic", "thermal_topic"}
+EXTRA_LAUNCH_ARGS = {"params_file", "namespace", "use_sim_time", "rgb_topic", "thermal_topic",
+                     "fastdds_profile"}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -58,6 +59,27 @@ def test_launch_arguments_match_the_parameter_table() -> None:
         assert doc == spec.description and doc
     assert all(args[name][1] for name in EXTRA_LAUNCH_ARGS)
     assert args["params_file"][0].endswith("fusion.yaml")
+
+
+def test_launch_loads_the_shipped_fastdds_profile_unless_the_shell_sets_one(monkeypatch) -> None:
+    import xml.etree.ElementTree as ET
+
+    from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
+
+    monkeypatch.delenv(FASTDDS_PROFILE_ENV, raising=False)
+    shipped = ROOT / "config" / "fastdds_large_images.xml"
+    assert _launch_module().default_fastdds_profile() == str(shipped)
+    assert with_fastdds_profile({})[FASTDDS_PROFILE_ENV] == str(shipped)
+    assert with_fastdds_profile({FASTDDS_PROFILE_ENV: ""}) == {FASTDDS_PROFILE_ENV: ""}  # opted out: kept
+    monkeypatch.setenv(FASTDDS_PROFILE_ENV, "/etc/my_dds.xml")
+    assert _launch_module().default_fastdds_profile() == "/etc/my_dds.xml"
+    # The profile is the default participant profile and its segment holds ten 640x480 rgb8 images.
+    ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    root = ET.parse(shipped).getroot()
+    assert root.find("f:participant", ns).get("is_default_profile") == "true"
+    segment = int(root.find("f:transport_descriptors/f:transport_descriptor[f:type='SHM']/f:segment_size",
+                            ns).text)
+    assert segment >= 12 * 640 * 480 * 3
 
 
 def test_launch_overrides_only_what_differs_from_defaults() -> None:

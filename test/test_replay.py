@@ -30,7 +30,11 @@ def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_live_replay_through_node(tiny_bag: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+def test_live_replay_through_node(tiny_bag: Path, random_checkpoint: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
+
+    monkeypatch.delenv(FASTDDS_PROFILE_ENV, raising=False)  # replay sets it for itself and the node
     out = tmp_path / "replay"
     cfg = ReplayConfig(checkpoint=random_checkpoint, device="cpu", domain_id=_domain_id(0), progress=False,
                        startup_timeout_s=90, drain_timeout_s=30, num_threads=1)
@@ -59,6 +63,7 @@ def test_live_replay_through_node(tiny_bag: Path, random_checkpoint: Path, tmp_p
     assert all(math.isfinite(v) for v in fusion["mean"].values())
     assert seg is not None and 0.0 <= seg["miou"] <= 1.0
     assert not any("exited with code" in w for w in report["warnings"]), report["warnings"]
+    assert f"Fast DDS profile: {fastdds_profile_path()}" in (out / "node.log").read_text()
 
     saved = json.loads((out / "report.json").read_text())
     assert saved["latency_ms"]["count"] == lat["count"]

@@ -16,6 +16,7 @@ frees the model (and the GPU cache) so a paused node holds no device memory.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ from sccosf_ros.node.params import (
 from sccosf_ros.node.processing import BadInputError, Engine, PairProcessor
 from sccosf_ros.node.stats import NodeStats
 from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
+from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
 
 try:  # the distro's synchroniser where installed (no wheel on PyPI); same policy as ApproximateTimePairer
     import message_filters
@@ -477,9 +479,18 @@ class FusionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run sccosf_ros fusion_node``: start, and with ``autostart`` configure and activate."""
+    """``ros2 run sccosf_ros fusion_node``: start, and with ``autostart`` configure and activate.
+
+    Unless ``FASTRTPS_DEFAULT_PROFILES_FILE`` is set (empty opts out), the process loads the shipped Fast DDS
+    profile first: Fast DDS's default 512 KiB shared-memory segment cannot hold a 640x480 rgb8 output, which
+    then travels as fragmented UDP and is lost under load (docs/node.md, "Transport").
+    """
+    profile = with_fastdds_profile(dict(os.environ)).get(FASTDDS_PROFILE_ENV)
+    if profile is not None:
+        os.environ.setdefault(FASTDDS_PROFILE_ENV, profile)
     rclpy.init(args=args)
     node = FusionNode()
+    node.get_logger().info(f"Fast DDS profile: {os.environ.get(FASTDDS_PROFILE_ENV) or 'Fast DDS defaults'}")
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     code = 0
