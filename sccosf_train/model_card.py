@@ -93,6 +93,7 @@ def score_fusion(engine: FusionEngine, root: Path, names: list[str], sheet: Cont
     wins_sea = [m for m in SCORED if ours[m] > means["seafusion"][m]]
     wins_max = [m for m in SCORED if ours[m] > means["max"][m]]
     return {
+        "pairs_won": pairs_won(rows),
         "pairs": len(names),
         "means": means,
         "wins_vs_seafusion": wins_sea,
@@ -101,6 +102,16 @@ def score_fusion(engine: FusionEngine, root: Path, names: list[str], sheet: Cont
         "engine_ms_median": float(np.median(infer_ms)) if infer_ms else None,
         "per_pair": {k: dict(zip(names, v, strict=True)) for k, v in rows.items()},
     }
+
+
+def pairs_won(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, int]]:
+    """Per metric, on how many pairs ours scores higher than each reference.
+
+    A mean can be won by a hair (or by a few outlier pairs); the pair count says how consistent it is.
+    """
+    metrics = list(rows["ours"][0]) if rows["ours"] else []
+    return {ref: {m: int(sum(o[m] > r[m] for o, r in zip(rows["ours"], rows[ref], strict=True)))
+                  for m in metrics} for ref in ("seafusion", "max")}
 
 
 def score_segmentation(engine: FusionEngine, n: int, size: tuple[int, int]) -> dict[str, Any]:
@@ -133,6 +144,10 @@ def render_markdown(card: dict[str, Any]) -> str:
     for key in ("ours", "seafusion", "max"):
         vals = " | ".join(f"{f['means'][key][m]:.3f}" for m in FUSION_METRICS)
         lines.append(f"| {label[key]} | {vals} |")
+    if "pairs_won" in f:
+        for ref, name in (("seafusion", "SeAFusion"), ("max", "max baseline")):
+            vals = " | ".join(f"{f['pairs_won'][ref][m]}/{f['pairs']}" for m in FUSION_METRICS)
+            lines.append(f"| pairs where ours > {name} | {vals} |")
     lines += [
         "",
         _wins("SeAFusion", f["wins_vs_seafusion"]),

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from sccosf_ros.imaging.color import rgb_to_ycbcr
-from sccosf_train.model_card import main, max_baseline
+from sccosf_train.model_card import main, max_baseline, pairs_won
 
 
 def test_max_baseline_takes_brighter_luminance_and_keeps_chroma() -> None:
@@ -24,6 +24,15 @@ def test_max_baseline_takes_brighter_luminance_and_keeps_chroma() -> None:
     assert np.abs(y_out - expected)[inside].max() < 3 / 255
     same = ir / 255.0 <= y_vis - 2 / 255  # where visible wins, the pixel is (up to rounding) unchanged
     assert np.abs(out.astype(int) - rgb.astype(int))[same].max() <= 1
+
+
+def test_pairs_won_counts_strict_wins_per_metric() -> None:
+    rows = {"ours": [{"EN": 2.0, "SD": 1.0}, {"EN": 1.0, "SD": 1.0}],
+            "seafusion": [{"EN": 1.0, "SD": 1.0}, {"EN": 3.0, "SD": 0.5}],
+            "max": [{"EN": 0.0, "SD": 0.0}, {"EN": 0.0, "SD": 2.0}]}
+    won = pairs_won(rows)
+    assert won["seafusion"]["EN"] == 1 and won["seafusion"]["SD"] == 1  # a tie is not a win
+    assert won["max"]["EN"] == 2 and won["max"]["SD"] == 1
 
 
 def test_model_card_run_on_small_folder(tmp_path: Path, random_checkpoint: Path) -> None:
@@ -48,6 +57,11 @@ def test_model_card_run_on_small_folder(tmp_path: Path, random_checkpoint: Path)
         assert set(card["fusion"]["per_pair"][method]) == {"00002N", "00003N"}
         assert np.isfinite(card["fusion"]["means"][method]["EN"])
     assert 0.0 <= card["segmentation"]["pixel_accuracy"] <= 1.0
+    # Per-pair counts agree with the per-pair rows they summarise.
+    rows = card["fusion"]["per_pair"]
+    for ref in ("seafusion", "max"):
+        for m, n in card["fusion"]["pairs_won"][ref].items():
+            assert n == sum(rows["ours"][k][m] > rows[ref][k][m] for k in rows["ours"])
     assert (out / "fusion_comparison.png").exists() and (out / "night_contact_sheet.png").exists()
     assert "Wins against SeAFusion" in (out / "model_card.md").read_text()
 
