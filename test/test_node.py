@@ -34,7 +34,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from sccosf_ros.node.fusion_node import FusionNode, stamp_ns  # noqa: E402
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.timing_retry(reruns=2)]
 
 DOMAIN_ID = 10 + os.getpid() % 80
 H, W = 120, 160
