@@ -149,8 +149,8 @@ def node_command(cfg: ReplayConfig) -> list[str]:
 
     ``python -m`` rather than the ``fusion_node`` console script so a source checkout works uninstalled.
     The player publishes reliable, so the node's input QoS is set to match: with the node's default
-    best-effort input, Fast DDS delivered a third of the frames, late (docs/node.md). ``node_args`` come
-    last and override any of these.
+    best-effort input and Fast DDS defaults, a third of the frames arrived, late (docs/node.md).
+    ``node_args`` come last and override any of these.
     """
     params = {"device": cfg.device, "precision": cfg.precision, "sync_slop": cfg.slop,
               "sync_queue_size": cfg.queue_size, "num_threads": cfg.num_threads or 0,
