@@ -9,6 +9,7 @@ needs to pass a path to get the default model.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 PACKAGE = "sccosf_ros"
@@ -65,7 +66,7 @@ def fastdds_profile_path() -> Path | None:
     return find_data_file(Path("config") / FASTDDS_PROFILE_NAME)
 
 
-def with_fastdds_profile(env: dict[str, str]) -> dict[str, str]:
+def with_fastdds_profile(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` with :data:`FASTDDS_PROFILE_ENV` pointing at the shipped profile, unless already set.
 
     A value the user set (even empty, to opt out) is kept. Fast DDS reads the variable once per process,

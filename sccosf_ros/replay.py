@@ -47,7 +47,7 @@ from sccosf_ros.evaluation import (
 from sccosf_ros.imaging.color import to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
 from sccosf_ros.pairing import ApproximateTimePairer
-from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
+from sccosf_ros.paths import with_fastdds_profile
 from sccosf_ros.report import write_report
 
 OUTPUTS = (bags.FUSED_TOPIC, bags.SEGMENTATION_TOPIC, bags.SEGMENTATION_COLOR_TOPIC)
@@ -252,10 +252,8 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
     # Both ends get the shipped Fast DDS profile (unless the user set one): with Fast DDS's default 512 KiB
     # shared-memory segment, images are recycled mid-read or fragmented over UDP and frames go missing
     # (docs/node.md). This process's own setting counts only if no participant exists in it yet.
-    env = with_fastdds_profile(dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
-                                    PYTHONPATH=pythonpath))
-    if FASTDDS_PROFILE_ENV in env:
-        os.environ.setdefault(FASTDDS_PROFILE_ENV, env[FASTDDS_PROFILE_ENV])
+    os.environ.update(with_fastdds_profile(os.environ))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     node_proc: _NodeProcess | None = None

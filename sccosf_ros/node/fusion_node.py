@@ -485,9 +485,7 @@ def main(args: list[str] | None = None) -> int:
     profile first: Fast DDS's default 512 KiB shared-memory segment cannot hold a 640x480 rgb8 output, which
     then travels as fragmented UDP and is lost under load (docs/node.md, "Transport").
     """
-    profile = with_fastdds_profile(dict(os.environ)).get(FASTDDS_PROFILE_ENV)
-    if profile is not None:
-        os.environ.setdefault(FASTDDS_PROFILE_ENV, profile)
+    os.environ.update(with_fastdds_profile(os.environ))
     rclpy.init(args=args)
     node = FusionNode()
     node.get_logger().info(f"Fast DDS profile: {os.environ.get(FASTDDS_PROFILE_ENV) or 'Fast DDS defaults'}")
