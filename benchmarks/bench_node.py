@@ -115,7 +115,7 @@ def main() -> int:
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
@@ -156,7 +156,7 @@ def main() -> int:
     peer.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {s: peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(peer)
     threading.Thread(target=executor.spin, daemon=True).start()
 

@@ -1,11 +1,4 @@
-"""Shared fixtures, and reruns for real-time loopback tests.
-
-``timing_retry``: tests that play camera streams through rclpy in real time and assert on counts and
-latencies. On the shared 2-core development machine the whole test process sometimes stalls for 1-3 s
-(seen on 2026-11-26 on code that had passed all day, CPU mostly idle; cause not found), which no
-tolerance short of asserting nothing absorbs. Such a test is rerun up to ``reruns`` times with fresh
-fixtures and passes only if one run passes; every rerun is listed in the summary. This is the small core
-of pytest-rerunfailures, which is not installable here.
+"""Shared fixtures.
 
 ``random_checkpoint`` is a real ``tiny`` SC-CoSF checkpoint with seeded random weights, written once per
 test session (building and saving takes well under a second). It is shared: treat the file as read-only;
@@ -18,36 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _pytest.runner import runtestprotocol
-
-_RERUNS: list[str] = []
-
-
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    marker = item.get_closest_marker("timing_retry")
-    if marker is None:
-        return None
-    reruns = int(marker.kwargs.get("reruns", 2))
-    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    for attempt in range(reruns + 1):
-        reports = runtestprotocol(item, nextitem=nextitem, log=False)
-        if attempt == reruns or not any(r.failed for r in reports):
-            break
-        failed = next(r for r in reports if r.failed)
-        _RERUNS.append(f"{item.nodeid} (run {attempt + 1} failed: {failed.longrepr.reprcrash.message[:120]})"
-                       if hasattr(failed.longrepr, "reprcrash") else item.nodeid)
-        item._initrequest()  # fresh fixtures for the next run
-    for report in reports:
-        item.ihook.pytest_runtest_logreport(report=report)
-    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    return True
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _RERUNS:
-        terminalreporter.section("timing_retry reruns")
-        for line in _RERUNS:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -34,7 +34,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from sccosf_ros.node.fusion_node import FusionNode, stamp_ns  # noqa: E402
 
-pytestmark = [pytest.mark.ros, pytest.mark.timing_retry(reruns=2)]
+pytestmark = pytest.mark.ros
 
 DOMAIN_ID = 10 + os.getpid() % 80
 H, W = 120, 160
@@ -127,7 +127,7 @@ class Rig:
         self.peer.create_subscription(
             String, "sccosf/class_names", lambda m: self.class_names.append(m.data), latched
         )
-        self.executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+        self.executor = SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -444,7 +444,7 @@ def test_main_with_real_engine_in_a_subprocess(ctx: Any, checkpoint: Path, tmp_p
     peer.create_subscription(Image, "sccosf/segmentation", masks.append, 10)
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {s: peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(peer)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()

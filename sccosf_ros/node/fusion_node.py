@@ -26,7 +26,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import (
@@ -489,7 +489,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = FusionNode()
     node.get_logger().info(f"Fast DDS profile: {os.environ.get(FASTDDS_PROFILE_ENV) or 'Fast DDS defaults'}")
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
     try:
