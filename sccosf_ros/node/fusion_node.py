@@ -3,10 +3,11 @@
 A thin rclpy adapter over ROS-free parts: parameters (``params``), pairing (``sccosf_ros.pairing``), per-pair
 work (``processing``), statistics (``stats``) and the engine (``sccosf_ros.engine``).
 
-Threading: subscription callbacks only pair messages and drop the newest pair into a one-item
-``LatestSlot``; one worker thread takes it, converts, infers and publishes. Inference therefore never runs
-under the synchroniser's lock, and when inference is slower than the cameras older pairs are dropped (and
-counted) instead of queueing up latency.
+Threading: one ``SingleThreadedExecutor`` (rclpy's multi-threaded one starved the worker of the GIL for
+seconds on two cores; docs/node.md). Subscription callbacks only pair messages and drop the newest pair
+into a one-item ``LatestSlot``; one worker thread takes it, converts, infers and publishes. Inference
+therefore never runs under the synchroniser's lock, and when inference is slower than the cameras older
+pairs are dropped (and counted) instead of queueing up latency.
 
 Lifecycle (as yolo_ros does it): parameters are declared in ``__init__``; ``configure`` validates them and
 starts ``/diagnostics``; ``activate`` loads the model on its device and creates the topics; ``deactivate``
