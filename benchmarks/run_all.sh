@@ -21,4 +21,22 @@ for f in "$MSRS"/seafusion/*.png; do n=$(basename "$f"); cp "$MSRS/vi/$n" "$OUT/
 run .venv/bin/sccosf-bag from-folder --rgb "$OUT/msrs_val/vi" --thermal "$OUT/msrs_val/ir" "$OUT/msrs_val.bag"
 run .venv/bin/sccosf-eval "$OUT/msrs_val.bag" --out "$OUT/eval_msrs" --threads 2 --label-topic '' --no-progress
 run $PY benchmarks/bench_node.py --duration "${NODE_SECONDS:-600}" --num-threads "${NODE_THREADS:-1}" \
-    --out "$OUT/node.json"
+    --input-qos sensor_data --out "$OUT/node.json"
+for profile in shipped none; do  # docs/node.md: the Fast DDS profile's effect, best-effort and reliable input
+    for qos in sensor_data reliable; do
+        run $PY benchmarks/bench_node.py --duration 60 --num-threads 1 --input-qos $qos \
+            --fastdds-profile $profile --out "$OUT/node_${profile}_${qos}.json"
+    done
+done
+run $PY benchmarks/bench_transport.py --size 480 640 --seconds 6 \
+    --rows sensor_data:single:0,sensor_data:multi:1,reliable:multi:1 --out "$OUT/transport_defaults.json"
+FASTRTPS_DEFAULT_PROFILES_FILE="$PWD/config/fastdds_large_images.xml" run $PY benchmarks/bench_transport.py \
+    --size 480 640 --seconds 6 --rows sensor_data:single:0,sensor_data:multi:1,reliable:multi:1 \
+    --out "$OUT/transport_profile.json"
+rm -rf "$OUT/demo" "$OUT"/replay_*
+run $PY -m sccosf_ros.cli.demo --out "$OUT/demo"
+for i in 1 2 3 4 5; do  # the live replay's run-to-run spread, with the profile and with Fast DDS defaults
+    run .venv/bin/sccosf-replay "$OUT/demo/demo_bag" --out "$OUT/replay_profile_$i" --threads 1 --no-progress
+    FASTRTPS_DEFAULT_PROFILES_FILE="" run .venv/bin/sccosf-replay "$OUT/demo/demo_bag" \
+        --out "$OUT/replay_defaults_$i" --threads 1 --no-progress
+done
