@@ -31,12 +31,9 @@ def default_fastdds_profile() -> str:
     """FASTRTPS_DEFAULT_PROFILES_FILE if the shell sets it, else the shipped large-image profile."""
     import os
 
-    from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
+    from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
 
-    if FASTDDS_PROFILE_ENV in os.environ:
-        return os.environ[FASTDDS_PROFILE_ENV]
-    path = fastdds_profile_path()
-    return "" if path is None else str(path)
+    return with_fastdds_profile(os.environ).get(FASTDDS_PROFILE_ENV, "")
 
 
 def launch_arguments() -> list[tuple[str, str, str]]:
