@@ -205,3 +205,31 @@ def test_fold_batchnorm_keeps_outputs() -> None:
         torch.testing.assert_close(out[key], ref[key], atol=1e-4, rtol=1e-4)
     with pytest.raises(RuntimeError, match="eval"):
         fold_batchnorm_(build_model("tiny").train())
+
+
+def test_seg_refine_starts_as_the_coarse_head_and_never_touches_the_fused_image() -> None:
+    torch.manual_seed(0)
+    refined = build_model("tiny").eval()
+    assert refined.config.seg_refine > 0 and refined.icrm.refine is not None
+    coarse = build_model_from_config(dataclasses.replace(refined.config, seg_refine=0)).eval()
+    assert coarse.icrm.refine is None
+    result = coarse.load_state_dict(refined.state_dict(), strict=False)
+    assert not result.missing_keys and all(k.startswith("icrm.refine.") for k in result.unexpected_keys)
+    rgb, th = _inputs(1, 96, 128)
+    with torch.no_grad():
+        a, b = refined(rgb, th), coarse(rgb, th)
+        # The last layer starts at zero: a new refinement predicts the coarse logits (up to upsampling in
+        # two steps, x2 then to the input size, instead of one).
+        torch.testing.assert_close(a["seg_logits"], b["seg_logits"], atol=2e-3, rtol=0)
+        refined.icrm.refine.out.weight.normal_(0, 1.0)
+        c = refined(rgb, th)
+    assert (c["seg_logits"] - a["seg_logits"]).abs().max() > 1e-2
+    for key in ("fused", "fused_y", "weights"):  # it feeds nothing back into the fusion path
+        assert torch.equal(c[key], a[key]), key
+
+
+def test_configs_written_before_seg_refine_build_without_it() -> None:
+    old = {k: v for k, v in dataclasses.asdict(PRESETS["tiny"]).items() if k != "seg_refine"}
+    assert ModelConfig(**old).seg_refine == 0
+    with pytest.raises(ValueError, match="seg_refine"):
+        ModelConfig(seg_refine=-1)

@@ -16,7 +16,9 @@ class ModelConfig:
     (smooth, global) context on a coarser query grid and upsamples it. ``internal_scale`` lets the CPU
     preset run the network below the input resolution while ReAW still fuses the full-resolution sources
     (see ``docs/architecture.md``). ``reaw_radius`` is the box radius (in input pixels) of ReAW's
-    base/detail split of the full-resolution sources.
+    base/detail split of the full-resolution sources. ``seg_refine`` is the width of the segmentation
+    refinement at the network's input resolution (:class:`sccosf_ros.model.decoders.SegRefine`); 0 leaves
+    it out, which is what checkpoints written before it existed describe.
     """
 
     name: str = "tiny"
@@ -34,6 +36,7 @@ class ModelConfig:
     ssm_state: int = 16
     mlp_ratio: float = 0.0
     reaw_radius: int = 3
+    seg_refine: int = 0
 
     def __post_init__(self) -> None:
         # YAML/JSON round trips turn tuples into lists; normalise so equality and hashing behave.
@@ -44,6 +47,8 @@ class ModelConfig:
         for key in ("dims", "reaw_dims", "lrb_pool", "lrb_query_stride", "vss_depths"):
             if len(getattr(self, key)) != 4:
                 raise ValueError(f"ModelConfig.{key} needs 4 entries (strides 4, 8, 16, 32)")
+        if self.seg_refine < 0:
+            raise ValueError("ModelConfig.seg_refine must be >= 0 (0: no refinement)")
         if not 0.0 < self.internal_scale <= 1.0:
             raise ValueError("ModelConfig.internal_scale must be in (0, 1]")
         for d, depth in zip(self.dims, self.vss_depths, strict=True):
@@ -53,7 +58,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # CPU real time: network at half resolution, scans only at strides 8/16/32, no MLPs in the VSS blocks.
-    "tiny": ModelConfig(),
+    "tiny": ModelConfig(seg_refine=16),
     # GPU: full resolution, wider decoders, scans at every level, two at the coarse ones.
     "base": ModelConfig(
         name="base",
@@ -68,5 +73,6 @@ PRESETS: dict[str, ModelConfig] = {
         ssm_headdim=32,
         ssm_state=16,
         mlp_ratio=2.0,
+        seg_refine=32,
     ),
 }

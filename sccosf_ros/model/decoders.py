@@ -29,6 +29,7 @@ __all__ = [
     "ReAWDecoder",
     "ReAWHead",
     "ReAWStage",
+    "SegRefine",
     "reaw_reconstruct",
     "split_base_detail",
 ]
@@ -87,6 +88,37 @@ class Exchange(nn.Module):
         return s + self.from_reaw(r), r + self.to_reaw(s)
 
 
+class SegRefine(nn.Module):
+    """Segmentation refinement at the network's input resolution, guided by the sources themselves.
+
+    The head's logits live at stride 4 of the network input (stride 8 of a ``tiny`` camera image), so a
+    kerb, a wheel stop or a bike frame a few pixels wide falls between two logits. This module sees the
+    (normalised) RGB and thermal images at the network's input resolution through two small convolutions,
+    adds the upsampled decoder state and coarse logits, and predicts a *residual* on the upsampled logits.
+    Its last layer starts at zero, so a trained coarse head keeps its predictions (up to resampling in two
+    steps instead of one) until the refinement has learned something. It reads the segmentation state but
+    feeds nothing back, so fine-tuning it alone leaves the fused image bit for bit as it was.
+    """
+
+    def __init__(self, sdim: int, num_classes: int, width: int) -> None:
+        super().__init__()
+        self.guide = nn.Sequential(conv_bn_act(4, width, 3),
+                                   conv_bn_act(width, width, 3, groups=width, act=False),
+                                   conv_bn_act(width, width))
+        self.context = conv_bn_act(sdim, width)
+        cin = 2 * width + num_classes
+        self.fuse = nn.Sequential(conv_bn_act(cin, cin, 3, groups=cin, act=False), conv_bn_act(cin, width))
+        self.out = nn.Conv2d(width, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, coarse: Tensor, s: Tensor, guide: Tensor) -> Tensor:
+        """``coarse`` (B,K,h,w) logits and ``s`` (B,C,h,w) state at stride 4; ``guide`` (B,4,H,W) images."""
+        up = _up(coarse, guide)
+        h = torch.cat([self.guide(guide), _up(self.context(s), guide), up], dim=1)
+        return up + self.out(self.fuse(h))
+
+
 class ICRMDecoder(nn.Module):
     """Interactive Context Recovery Mamba decoder: stages, exchanges and the segmentation head.
 
@@ -100,6 +132,7 @@ class ICRMDecoder(nn.Module):
         self.stages = nn.ModuleList(ICRMStage(cfg, i) for i in range(4))
         self.exchange = nn.ModuleList(Exchange(d[i], rd[i]) for i in range(4))
         self.head = nn.Sequential(_Refine(d[0]), nn.Conv2d(d[0], num_classes, 1))
+        self.refine = SegRefine(d[0], num_classes, cfg.seg_refine) if cfg.seg_refine else None
 
 
 class ReAWStage(nn.Module):

@@ -66,7 +66,8 @@ class SCCoSF(nn.Module):
         x = torch.cat([rgb, thermal.expand(-1, 3, -1, -1)], dim=0)
         if size != (height, width):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        feats = self.encoder((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        feats = self.encoder(x)
         fused = [cfm(f) for cfm, f in zip(self.cfm, feats, strict=True)]
 
         s: Tensor | None = None
@@ -77,7 +78,11 @@ class SCCoSF(nn.Module):
             s, r = self.icrm.exchange[i](s_new, r_new)
         assert s is not None and r is not None
 
-        seg = F.interpolate(self.icrm.head(s), size=(height, width), mode="bilinear", align_corners=False)
+        seg = self.icrm.head(s)
+        if self.icrm.refine is not None:  # residual refinement at the network's input resolution
+            n = rgb.shape[0]
+            seg = self.icrm.refine(seg, s, torch.cat([x[:n], x[n:, :1]], dim=1))
+        seg = F.interpolate(seg, size=(height, width), mode="bilinear", align_corners=False)
         maps = F.interpolate(self.reaw.head(r, s), size=(height, width), mode="bilinear",
                              align_corners=False)
         y_vis, cb, cr = rgb_to_ycbcr(rgb)
