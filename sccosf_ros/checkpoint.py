@@ -239,11 +239,19 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
 
 
 def check_state_dict(
-    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint", limit: int = 5
-) -> None:
-    """Raise a readable CheckpointError unless ``state`` fits ``model`` exactly (keys and shapes)."""
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint", limit: int = 5,
+    missing_ok: bool = False,
+) -> list[str]:
+    """Raise a readable CheckpointError unless ``state`` fits ``model`` exactly (keys and shapes).
+
+    With ``missing_ok`` (fine-tuning a model that has gained a module) keys the checkpoint lacks are
+    returned instead of refused; unexpected keys and shape mismatches are still errors.
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
+    absent: list[str] = []
+    if missing_ok:
+        absent, missing = missing, []
     unexpected = [k for k in state if k not in expected]
     shapes = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
@@ -251,7 +259,7 @@ def check_state_dict(
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     if not (missing or unexpected or shapes):
-        return
+        return absent
 
     def few(items: list[str]) -> str:
         more = f" (+{len(items) - limit} more)" if len(items) > limit else ""

@@ -76,7 +76,9 @@ HELP: dict[str, str] = {
     "out": "output folder (checkpoints, logs, summary.json, split.json)",
     "resume": "resume from a run folder (its last.safetensors + last_state.pt) or a last_state.pt file",
     "init_from": "start from the weights of an engine checkpoint (fine-tuning; a fresh optimizer and "
-    "schedule, unlike --resume)",
+    "schedule, unlike --resume); weights the checkpoint lacks (a module added since) start fresh",
+    "train_only": "train only the parameters under these module paths (e.g. icrm.refine) and freeze the "
+    "rest, BatchNorm statistics included; empty trains everything",
     "log_every": "write a train_log.csv row every N steps",
     "tensorboard": "also log to OUT/tensorboard when the tensorboard package is installed",
     "progress": "show a tqdm progress bar",

@@ -17,7 +17,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -97,6 +97,7 @@ class TrainConfig:
     out: str = "runs/tiny"
     resume: str | None = None
     init_from: str | None = None  # engine checkpoint whose weights start the run (fine-tuning)
+    train_only: tuple[str, ...] = ()  # parameter-name prefixes to train (empty: all); the rest is frozen
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
@@ -272,6 +273,35 @@ def estimate_class_counts(ds: Dataset, num_classes: int, max_samples: int = 64, 
 
 
 # ----------------------------------------------------------------------------------------------- schedule
+
+
+def _selected(name: str, prefixes: Sequence[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def freeze_except(model: torch.nn.Module, prefixes: Sequence[str]) -> int:
+    """Train only parameters under ``prefixes`` (module paths such as ``icrm.refine``); returns their count.
+
+    For fine-tuning one part of a trained network, e.g. a new segmentation refinement that must leave the
+    fused image exactly as it was. An empty selection is an error, not a silent no-op.
+    """
+    n = 0
+    for name, p in model.named_parameters():
+        p.requires_grad_(_selected(name, prefixes))
+        n += p.numel() if p.requires_grad else 0
+    if n == 0:
+        raise ValueError(f"--train-only {','.join(prefixes)} selects no parameter of the model")
+    return n
+
+
+def set_train_mode(model: torch.nn.Module, prefixes: Sequence[str] = ()) -> None:
+    """``model.train()``, but BatchNorm layers outside ``prefixes`` keep their running statistics: a
+    frozen part must compute exactly what it computed before fine-tuning."""
+    model.train()
+    if prefixes:
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not _selected(name, prefixes):
+                m.eval()
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -451,11 +481,20 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
 
         init_from = None
         if cfg.init_from:
-            weights, _ = load_checkpoint(cfg.init_from)
-            check_state_dict(model, weights, source=str(cfg.init_from))
-            model.load_state_dict({k: v.float() for k, v in weights.items()})
+            weights, init_meta = load_checkpoint(cfg.init_from)
+            fresh = check_state_dict(model, weights, source=str(cfg.init_from), missing_ok=True)
+            untrained = [k for k in fresh if cfg.train_only and not _selected(k, cfg.train_only)]
+            if untrained:
+                raise ValueError(f"--init-from {cfg.init_from} lacks {len(untrained)} weights outside "
+                                 f"--train-only (they would stay random), e.g. {untrained[0]}")
+            model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
             init_from = str(Path(cfg.init_from).resolve())
             data_info["init_from"] = init_from
+            data_info["initialised_fresh"] = fresh
+            # The earlier stages' record (their data split above all) travels with the fine-tuned model.
+            data_info["init_from_training"] = init_meta.training
+        if cfg.train_only:
+            data_info["trainable_parameters"] = freeze_except(model, cfg.train_only)
         class_weights = None
         if cfg.seg_class_weights == "enet":
             counts = estimate_class_counts(train_ds, cfg.num_classes, seed=cfg.seed)
@@ -463,7 +502,8 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             data_info["seg_class_pixel_counts"] = counts.tolist()
             data_info["seg_class_weights"] = [round(v, 4) for v in class_weights]
 
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
         scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
@@ -511,8 +551,8 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
         t_start = time.perf_counter()
         train_images, train_time = 0, 0.0
         skipped = 0
-        model.train()
         for epoch in range(start_epoch, cfg.epochs):
+            set_train_mode(model, cfg.train_only)
             train_ds.set_epoch(epoch)  # type: ignore[attr-defined]
             if sampler is not None:
                 sampler.set_epoch(epoch)

@@ -17,12 +17,13 @@ from sccosf_ros.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     build_from_checkpoint,
+    check_state_dict,
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
 )
 from sccosf_ros.imaging.palette import MSRS_CLASSES, MSRS_PALETTE
-from sccosf_ros.model import PRESETS, build_model
+from sccosf_ros.model import PRESETS, build_model, build_model_from_config
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:
@@ -171,3 +172,18 @@ def test_unknown_config_key(random_checkpoint: Path, tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "cfg.safetensors", state, meta)
     with pytest.raises(CheckpointError, match="config cannot build a model"):
         build_from_checkpoint(path)
+
+
+def test_missing_ok_returns_the_keys_a_fine_tuned_model_gained() -> None:
+    from dataclasses import replace
+
+    refined = build_model("tiny")
+    older = build_model_from_config(replace(refined.config, seg_refine=0)).state_dict()
+    with pytest.raises(CheckpointError, match="missing keys"):
+        check_state_dict(refined, older)
+    fresh = check_state_dict(refined, older, missing_ok=True)
+    assert fresh and all(k.startswith("icrm.refine.") for k in fresh)
+    assert check_state_dict(refined, refined.state_dict(), missing_ok=True) == []
+    with pytest.raises(CheckpointError, match="unexpected keys"):  # still strict the other way round
+        check_state_dict(build_model_from_config(replace(refined.config, seg_refine=0)),
+                         refined.state_dict(), missing_ok=True)

@@ -176,3 +176,58 @@ def test_ddp_two_gloo_processes_only_rank0_writes(tmp_path):
         ["best.safetensors", "last.safetensors", "last_state.pt", "split.json", "summary.json",
          "train_log.csv", "val_log.csv"])
     assert proc.stdout.count("outputs in") == 1
+
+
+@pytest.fixture
+def coarse_checkpoint(tmp_path):
+    """A seeded ``tiny`` checkpoint from before the segmentation refinement existed (seg_refine 0)."""
+    from dataclasses import replace
+
+    from sccosf_ros.checkpoint import CheckpointMeta, save_checkpoint
+    from sccosf_ros.model import PRESETS, build_model_from_config
+
+    torch.manual_seed(1)
+    model = build_model_from_config(replace(PRESETS["tiny"], seg_refine=0))
+    meta = CheckpointMeta.for_model(model, preset="tiny", training={"data": {"train_names": ["a", "b"]}})
+    return save_checkpoint(tmp_path / "coarse.safetensors", model, meta)
+
+
+def test_train_only_adds_a_refinement_and_leaves_the_fused_image_alone(tmp_path, one_thread,
+                                                                       coarse_checkpoint):
+    from sccosf_ros.checkpoint import build_from_checkpoint, load_checkpoint
+    from sccosf_train.synthetic import generate_scene
+
+    out = tmp_path / "refine"
+    cfg = TrainConfig(**TINY, epochs=1, max_steps_per_epoch=2, out=str(out), init_from=str(coarse_checkpoint),
+                      train_only=("icrm.head", "icrm.refine"))
+    summary = train(cfg, command=["pytest-refine"])
+    data = summary["data"]
+    assert data["initialised_fresh"] and all(k.startswith("icrm.refine.") for k in data["initialised_fresh"])
+    assert data["init_from_training"] == {"data": {"train_names": ["a", "b"]}}
+    assert 0 < data["trainable_parameters"] < 100_000
+
+    before, _ = load_checkpoint(coarse_checkpoint)
+    after, _ = load_checkpoint(out / "last.safetensors")
+    frozen = [k for k in before if not k.startswith(("icrm.head.", "icrm.refine."))]
+    # Everything outside the selection, BatchNorm running statistics included, is exactly as it was.
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("icrm.head."))
+
+    scene = generate_scene(7, 64, 80)
+    rgb = torch.from_numpy(scene.rgb).permute(2, 0, 1)[None].float() / 255
+    th = torch.from_numpy(scene.thermal)[None, None].float() / 255
+    old_model, _ = build_from_checkpoint(coarse_checkpoint)
+    new_model, _ = build_from_checkpoint(out / "last.safetensors")
+    with torch.no_grad():
+        a, b = old_model(rgb, th), new_model(rgb, th)
+    assert torch.equal(a["fused"], b["fused"])
+    assert not torch.equal(a["seg_logits"], b["seg_logits"])
+
+
+def test_train_only_refuses_selections_that_train_nothing_or_leave_new_weights_random(
+        tmp_path, one_thread, coarse_checkpoint):
+    with pytest.raises(ValueError, match="stay random"):
+        train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "a"), init_from=str(coarse_checkpoint),
+                          train_only=("icrm.head",)))
+    with pytest.raises(ValueError, match="selects no parameter"):
+        train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "b"), train_only=("no.such.module",)))
