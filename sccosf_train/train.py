@@ -49,7 +49,7 @@ class TrainConfig:
     pretrained_encoder: str = "auto"  # auto (installed ImageNet MobileNetV2 weights) | none | PATH
     # data
     msrs_root: str | None = None
-    val_split: str = "seafusion"  # seafusion | none | PATH (one name per line)
+    val_split: str | None = "seafusion"  # seafusion | none (or None) | PATH (one name per line)
     label_dir: str | None = None  # default: first of Label/, Segmentation_labels/, labels/
     synthetic_train: int = 180
     synthetic_val: int = 16
@@ -107,6 +107,8 @@ class TrainConfig:
             v = getattr(self, f.name)
             if isinstance(v, list):
                 setattr(self, f.name, tuple(v))
+        if self.val_split is None:  # the CLI reads "--val-split none" as None
+            self.val_split = "none"
         if self.schedule not in ("cosine", "poly", "constant"):
             raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):

@@ -109,6 +109,12 @@ def test_resume_from_a_folder_without_state_names_the_file(tmp_path, one_thread)
         train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "o"), resume=str(tmp_path)))
 
 
+def test_val_split_none_from_the_command_line_means_no_split():
+    ns = vars(build_parser().parse_args(["--val-split", "none"]))
+    ns.pop("config"), ns.pop("print_config")
+    assert load_config(None, ns).val_split == "none"
+
+
 def test_config_rejects_resume_with_init_from_and_unknown_class_weights():
     with pytest.raises(ValueError, match="not both"):
         TrainConfig(resume="a", init_from="b")
