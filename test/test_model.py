@@ -64,6 +64,10 @@ def test_bad_inputs_raise() -> None:
 def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(0)
     model = build_model("tiny").train()
+    # The segmentation refinement's last layer starts at zero, which blocks the gradient to the layers
+    # before it until the first step has moved it; give it that first step's worth of weight.
+    with torch.no_grad():
+        model.icrm.refine.out.weight.normal_(0, 0.01)
     rgb, th = _inputs(2, 96, 128)
     out = model(rgb, th)
     target = torch.randint(0, model.num_classes, (2, 96, 128))

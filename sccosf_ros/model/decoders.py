@@ -114,9 +114,13 @@ class SegRefine(nn.Module):
 
     def forward(self, coarse: Tensor, s: Tensor, guide: Tensor) -> Tensor:
         """``coarse`` (B,K,h,w) logits and ``s`` (B,C,h,w) state at stride 4; ``guide`` (B,4,H,W) images."""
+        # Channels-last: the depthwise 3×3 convolutions at this resolution are memory-bound, and oneDNN's
+        # NHWC kernels ran them 2-3× faster than NCHW on the 2-core CPU (same result to 1e-5).
+        cl = torch.channels_last
+        coarse, s, guide = (t.contiguous(memory_format=cl) for t in (coarse, s, guide))
         up = _up(coarse, guide)
         h = torch.cat([self.guide(guide), _up(self.context(s), guide), up], dim=1)
-        return up + self.out(self.fuse(h))
+        return (up + self.out(self.fuse(h))).contiguous()
 
 
 class ICRMDecoder(nn.Module):
