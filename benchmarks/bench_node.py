@@ -101,6 +101,8 @@ def main() -> int:
     ap.add_argument("--fastdds-profile", default="shipped",
                     help="Fast DDS XML profile for the player and the node: shipped "
                     "(config/fastdds_large_images.xml), none (Fast DDS defaults), or a path")
+    ap.add_argument("--seg-refine", choices=("true", "false"), default="true",
+                    help="the node's seg_refine parameter (false: the coarse mask, faster on a slow CPU)")
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = ap.parse_args()
     from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
@@ -127,6 +129,7 @@ def main() -> int:
         "/**:\n  ros__parameters:\n"
         f"    checkpoint: '{ckpt}'\n    device: '{args.device}'\n    precision: '{args.precision}'\n"
         f"    num_threads: {args.num_threads}\n    input_qos: '{args.input_qos}'\n"
+        f"    seg_refine: {args.seg_refine}\n"
     )
     log = open(tmp / "node.log", "w")  # noqa: SIM115 - lives as long as the subprocess
     node_proc = subprocess.Popen(
@@ -161,7 +164,8 @@ def main() -> int:
     threading.Thread(target=executor.spin, daemon=True).start()
 
     report: dict[str, object] = {"checkpoint": ckpt_kind, "duration_s": args.duration,
-                                 "input_qos": args.input_qos, "fastdds_profile": args.fastdds_profile}
+                                 "input_qos": args.input_qos, "fastdds_profile": args.fastdds_profile,
+                                 "seg_refine": args.seg_refine == "true"}
     try:
         t_wait = time.monotonic()
         while not (pubs["rgb"].get_subscription_count() and peer.count_publishers("sccosf/fused")):

@@ -22,6 +22,11 @@ run .venv/bin/sccosf-bag from-folder --rgb "$OUT/msrs_val/vi" --thermal "$OUT/ms
 run .venv/bin/sccosf-eval "$OUT/msrs_val.bag" --out "$OUT/eval_msrs" --threads 2 --label-topic '' --no-progress
 run $PY benchmarks/bench_node.py --duration "${NODE_SECONDS:-600}" --num-threads "${NODE_THREADS:-1}" \
     --input-qos sensor_data --out "$OUT/node.json"
+for refine in true false; do  # docs/node.md: the segmentation refinement's cost in the node (60 s each)
+    run $PY benchmarks/bench_node.py --duration 60 --num-threads 1 --input-qos sensor_data \
+        --seg-refine $refine --out "$OUT/node_refine_${refine}.json"
+done
+run $PY benchmarks/bench_node.py --duration 60 --num-threads 2 --input-qos sensor_data --out "$OUT/node_refine_t2.json"
 for profile in shipped none; do  # docs/node.md: the Fast DDS profile's effect, best-effort and reliable input
     for qos in sensor_data reliable; do
         run $PY benchmarks/bench_node.py --duration 60 --num-threads 1 --input-qos $qos \

@@ -132,6 +132,8 @@ class FusionEngine:
     runs under autocast (weights stay fp32, reductions stay accurate). ``homography`` (3×3, thermal pixel →
     RGB pixel) registers a thermal camera that is not pixel-aligned with the RGB one; without it the thermal
     frame is simply resized onto the RGB grid. ``num_threads`` sets torch's process-wide CPU thread count.
+    ``seg_refine=False`` skips the model's segmentation refinement (when it has one): the coarse head's
+    mask, cheaper on a CPU that cannot keep up (model card: speed); the fused image is the same either way.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class FusionEngine:
         homography: np.ndarray | None = None,
         channels_last: bool | None = None,
         num_threads: int | None = None,
+        seg_refine: bool = True,
     ) -> None:
         self._device = _resolve_device(device)
         self._precision = _check_precision(precision, self._device)
@@ -161,6 +164,10 @@ class FusionEngine:
                 )
         self._checkpoint = Path(checkpoint)
         model, self._meta = build_from_checkpoint(self._checkpoint)
+        icrm = getattr(model, "icrm", None)
+        if not seg_refine and getattr(icrm, "refine", None) is not None:
+            icrm.refine = None  # type: ignore[union-attr]
+        self._seg_refine = getattr(icrm, "refine", None) is not None
         self._channels_last = self._device.type == "cuda" if channels_last is None else bool(channels_last)
         # Inference only: fold BatchNorm into the preceding convs (identical outputs, ~100 kernels fewer).
         model = fold_batchnorm_(model.eval()).to(self._device)
@@ -176,6 +183,11 @@ class FusionEngine:
     @property
     def meta(self) -> CheckpointMeta:
         return self._meta
+
+    @property
+    def seg_refine(self) -> bool:
+        """Whether the segmentation refinement runs (the model has one and it was not switched off)."""
+        return self._seg_refine
 
     @property
     def checkpoint(self) -> Path:

@@ -44,3 +44,13 @@ def test_default_engine_fuses_a_night_scene() -> None:
     vis = scene.rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
     th = scene.thermal.astype(np.float64)
     assert np.corrcoef(gray.ravel(), th.ravel())[0, 1] > np.corrcoef(vis.ravel(), th.ravel())[0, 1]
+
+
+def test_switching_the_segmentation_refinement_off_keeps_the_fused_image() -> None:
+    scene = generate_scene(321, 240, 320)
+    with FusionEngine(device="cpu", num_threads=1) as full, \
+            FusionEngine(device="cpu", num_threads=1, seg_refine=False) as coarse:
+        assert full.seg_refine and not coarse.seg_refine
+        a, b = full.infer(scene.rgb, scene.thermal), coarse.infer(scene.rgb, scene.thermal)
+    assert np.array_equal(a.fused, b.fused)
+    assert (a.mask != b.mask).mean() > 0.001  # the refinement changes the mask, not the image

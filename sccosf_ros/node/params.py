@@ -136,6 +136,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("num_threads", 0, "CPU threads for torch; 0 = torch's default", _int_at_least(0)),
     ParamSpec(
+        "seg_refine",
+        True,
+        "Run the model's segmentation refinement; false = the coarse mask, faster on a slow CPU",
+    ),
+    ParamSpec(
         "thermal_normalization.mode",
         "auto",
         "Thermal to [0,1]: auto (8-bit as is, deeper data as percentile), percentile (smoothed robust "
