@@ -161,7 +161,8 @@ def main() -> int:
     pubs = {s: peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(peer)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spin_thread = threading.Thread(target=executor.spin, daemon=True)
+    spin_thread.start()
 
     report: dict[str, object] = {"checkpoint": ckpt_kind, "duration_s": args.duration,
                                  "input_qos": args.input_qos, "fastdds_profile": args.fastdds_profile,
@@ -249,6 +250,9 @@ def main() -> int:
             node_proc.kill()
         log.close()
         executor.shutdown(timeout_sec=5)
+        # Let the spin thread return before the node and context go: a daemon thread still inside rclpy when
+        # the interpreter finalises made Fast DDS abort the process at exit (after the report was written).
+        spin_thread.join(timeout=5)
         peer.destroy_node()
         rclpy.try_shutdown(context=ctx)
     text = json.dumps(report, indent=2)
