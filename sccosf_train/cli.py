@@ -59,6 +59,8 @@ HELP: dict[str, str] = {
     "fg_classes": "class ids treated as thermally salient foreground (default car person bike)",
     "fg_target": "intensity target on foreground pixels: max (of visible luminance and infrared, as in the "
     "background; foreground only weighs more) or thermal (the infrared intensity)",
+    "grad_mode": "texture term: l1 (fused Sobel magnitude toward the larger source's, both ways) or floor "
+    "(only a shortfall below it costs; extra detail is left to the SSIM term)",
     "ohem_thresh": "online hard example mining: keep pixels with true-class probability below this",
     "seg_class_weights": "segmentation class weights: none, or enet (1/ln(1.02 + class frequency), counted "
     "on up to 64 labelled training samples; lifts thin, rare classes)",

@@ -12,6 +12,8 @@ visible image's chroma, so colour is not a free output to supervise. All images 
   mask comes from the labels where a sample has them, otherwise from the model's own (detached) class
   probabilities.
 * ``L_grad``: L1 between the fused Sobel magnitude and ``max(|∇Y_vis|, |∇IR|)`` (keep the sharper texture).
+  ``grad_mode="floor"`` penalises only the shortfall, ``relu(target - |∇F|)``: texture must not be lost,
+  but adding the second source's detail where both have some is left to the SSIM term to judge.
 * ``L_ssim``: ``1 - (SSIM(F, Y_vis) + SSIM(F, IR)) / 2``, a structural regulariser toward both sources.
 
 The joint total is ``w_fusion * L_fusion + w_seg * L_seg``. See ``docs/training.md`` for the default
@@ -133,6 +135,7 @@ class LossWeights:
     fg_weight: float = 4.0
     fg_classes: tuple[int, ...] = (1, 2, 3)  # car, person, bike
     fg_target: str = "max"  # intensity target on foreground: max (of Y_vis and IR) or thermal
+    grad_mode: str = "l1"  # l1 (two-sided) or floor (only a fused gradient below the target costs)
     ohem_thresh: float | None = None
     ohem_min_kept: int = 10_000
     class_weights: tuple[float, ...] | None = None  # per-class cross-entropy weights (None: unweighted)
@@ -147,7 +150,8 @@ def fusion_loss(fused_y: Tensor, y_vis: Tensor, ir: Tensor, fg: Tensor, w: LossW
     pw = 1.0 + w.fg_weight * fg
     l_int = (pw * (fused_y - target).abs()).sum() / pw.sum()
     g_target = torch.maximum(sobel_magnitude(y_vis), sobel_magnitude(ir))
-    l_grad = (sobel_magnitude(fused_y) - g_target).abs().mean()
+    g_diff = sobel_magnitude(fused_y) - g_target
+    l_grad = (F.relu(-g_diff) if w.grad_mode == "floor" else g_diff.abs()).mean()
     l_ssim = 1.0 - 0.5 * (ssim(fused_y, y_vis) + ssim(fused_y, ir))
     total = w.intensity * l_int + w.gradient * l_grad + w.ssim * l_ssim
     return {"fusion": total, "int": l_int, "grad": l_grad, "ssim": l_ssim}

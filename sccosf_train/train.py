@@ -80,6 +80,7 @@ class TrainConfig:
     fg_weight: float = LossWeights.fg_weight
     fg_classes: tuple[int, ...] = LossWeights.fg_classes
     fg_target: str = LossWeights.fg_target
+    grad_mode: str = LossWeights.grad_mode
     ohem_thresh: float | None = None
     seg_class_weights: str = "none"  # none | enet (estimated from the labelled training samples)
     # validation
@@ -113,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.grad_mode not in ("l1", "floor"):
+            raise ValueError(f"grad_mode must be l1 or floor, got {self.grad_mode!r}")
         if self.fg_target not in ("max", "thermal"):
             raise ValueError(f"fg_target must be max or thermal, got {self.fg_target!r}")
         if self.seg_class_weights not in ("none", "enet"):
@@ -129,7 +132,7 @@ class TrainConfig:
     def loss_weights(self, class_weights: tuple[float, ...] | None = None) -> LossWeights:
         return LossWeights(seg=self.w_seg, fusion=self.w_fusion, intensity=self.w_int, gradient=self.w_grad,
                            ssim=self.w_ssim, fg_weight=self.fg_weight, fg_classes=tuple(self.fg_classes),
-                           fg_target=self.fg_target, ohem_thresh=self.ohem_thresh,
+                           fg_target=self.fg_target, grad_mode=self.grad_mode, ohem_thresh=self.ohem_thresh,
                            class_weights=class_weights)
 
 

@@ -141,3 +141,18 @@ def test_joint_loss_on_model_like_outputs_is_finite_and_differentiable():
     losses["total"].backward()
     assert torch.isfinite(fused_y.grad).all() and torch.isfinite(logits.grad).all()
     assert luminance(rgb).shape == (2, 1, 16, 16)
+
+
+def test_floor_gradient_term_costs_only_a_shortfall_of_texture():
+    g = torch.Generator().manual_seed(4)
+    vis = torch.rand(1, 1, 24, 32, generator=g)
+    ir = torch.zeros_like(vis)  # flat: the target is the visible image's gradient
+    fg = torch.zeros_like(vis)
+    floor = LossWeights(grad_mode="floor")
+    sharper = (vis - 0.5) * 1.5 + 0.5  # more texture than either source
+    assert float(fusion_loss(sharper, vis, ir, fg, floor)["grad"]) == 0.0
+    assert float(fusion_loss(sharper, vis, ir, fg, LossWeights())["grad"]) > 0.0
+    flat = torch.full_like(vis, 0.5)  # all texture lost: both modes charge the whole target
+    expected = float(sobel_magnitude(vis).mean())
+    for w in (floor, LossWeights()):
+        assert float(fusion_loss(flat, vis, ir, fg, w)["grad"]) == pytest.approx(expected, rel=1e-6)

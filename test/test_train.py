@@ -120,6 +120,8 @@ def test_config_rejects_resume_with_init_from_and_unknown_class_weights():
         TrainConfig(resume="a", init_from="b")
     with pytest.raises(ValueError, match="seg_class_weights"):
         TrainConfig(seg_class_weights="median")
+    with pytest.raises(ValueError, match="grad_mode"):
+        TrainConfig(grad_mode="l2")
 
 
 def test_class_counts_come_from_labelled_samples_only():
