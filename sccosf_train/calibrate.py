@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sccosf_ros.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from sccosf_ros.checkpoint import load_checkpoint, save_checkpoint
+from sccosf_ros.engine import FusionEngine
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_train.dataset import SyntheticDataset
 from sccosf_train.synthetic import generate_scene
@@ -60,17 +61,18 @@ def training_class_weights(training: dict[str, Any]) -> list[float]:
     raise ValueError("no training record of the segmentation head in this checkpoint's metadata")
 
 
-@torch.inference_mode()
-def validation_logits(model: torch.nn.Module, n: int, seed: int, size: tuple[int, int]
+def validation_logits(engine: FusionEngine, n: int, seed: int, size: tuple[int, int]
                       ) -> list[tuple[torch.Tensor, np.ndarray]]:
-    """(logits, labels) of ``n`` synthetic validation scenes, at the scenes' resolution."""
+    """(log class probabilities, labels) of ``n`` synthetic validation scenes, through the engine (the path
+    the node and the model card use). Log-probabilities differ from logits by a per-pixel constant, so a
+    per-class shift changes their argmax exactly as it changes the logits'."""
     data = SyntheticDataset(n, seed, size)
     out = []
     for i in range(n):
         scene = generate_scene(data.scene_seed(i), *size)
-        rgb = torch.from_numpy(scene.rgb).permute(2, 0, 1)[None].float() / 255
-        th = torch.from_numpy(scene.thermal)[None, None].float() / 255
-        out.append((model(rgb, th)["seg_logits"][0], scene.labels))
+        probs = engine.infer(scene.rgb, scene.thermal, return_probs=True).probs
+        assert probs is not None
+        out.append((torch.from_numpy(probs).log(), scene.labels))
     return out
 
 
@@ -100,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if "calibration" in meta.training:
         raise SystemExit(f"{args.src} is already calibrated ({meta.training['calibration']['method']})")
     log_w = torch.log(torch.tensor(training_class_weights(meta.training)))
-    model, _ = build_from_checkpoint(args.src)
-    samples = validation_logits(model, args.scenes, args.seed, tuple(args.size))
+    with FusionEngine(args.src, device="cpu") as engine:
+        samples = validation_logits(engine, args.scenes, args.seed, tuple(args.size))
     scores = {a: miou_with_shift(samples, -a * log_w, meta.num_classes) for a in args.alphas}
     best = max(scores, key=lambda a: (scores[a], -a))  # ties: the smaller change
     key = logit_bias_key(state)

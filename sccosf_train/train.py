@@ -377,7 +377,7 @@ def validate(model: torch.nn.Module, vals: list[Dataset], cfg: TrainConfig, devi
             res[f"iou_{name}"] = float(v)
     for k, v in fm_acc.items():
         res[f"fusion_{k}"] = float(np.mean(v))
-    model.train()
+    set_train_mode(model, cfg.train_only)  # frozen BatchNorm stays in eval mode, as during training
     return res
 
 
