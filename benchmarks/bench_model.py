@@ -29,8 +29,10 @@ from sccosf_ros.model.profiling import count_flops, module_times, time_forward
 
 
 def _stats(times: list[float]) -> str:
-    return (f"median {statistics.median(times) * 1e3:7.1f} ms  min {min(times) * 1e3:7.1f} ms  "
-            f"max {max(times) * 1e3:7.1f} ms  (n={len(times)})")
+    return (
+        f"median {statistics.median(times) * 1e3:7.1f} ms  min {min(times) * 1e3:7.1f} ms  "
+        f"max {max(times) * 1e3:7.1f} ms  (n={len(times)})"
+    )
 
 
 def _trunk_times(h: int, w: int, runs: int) -> list[float]:
@@ -47,8 +49,9 @@ def _trunk_times(h: int, w: int, runs: int) -> list[float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
@@ -70,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = model.to(memory_format=torch.channels_last)
     total, parts = count_flops(model, h, w)
     ih, iw = model.internal_size(h, w)
-    print(f"preset {args.preset}: input {h}x{w}, network {ih}x{iw}, {total / 1e9:.2f} GFLOPs, "
-          f"threads {args.threads}, torch {torch.__version__}")
+    print(
+        f"preset {args.preset}: input {h}x{w}, network {ih}x{iw}, {total / 1e9:.2f} GFLOPs, "
+        f"threads {args.threads}, torch {torch.__version__}"
+    )
     times = time_forward(model, h, w, runs=args.runs)
     print(f"forward          {_stats(times)}")
     if not args.no_yardstick:
@@ -82,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_profile:
         return 0
     print("\nper-module time (median of 5, forward hooks; nested modules overlap their parents):")
-    mt = module_times(model, h, w, runs=5,
-                      depth_filter=lambda n: n.count(".") <= 2 and not n.startswith("encoder."))
+    mt = module_times(
+        model, h, w, runs=5, depth_filter=lambda n: n.count(".") <= 2 and not n.startswith("encoder.")
+    )
     whole = mt.pop("(total)")
     for name, sec in sorted(mt.items(), key=lambda kv: -kv[1])[:25]:
         flops = parts.get(name, 0)

@@ -98,11 +98,18 @@ def main() -> int:
     ap.add_argument(
         "--input-qos", default="reliable", help="node's input QoS (the player publishes reliable)"
     )
-    ap.add_argument("--fastdds-profile", default="shipped",
-                    help="Fast DDS XML profile for the player and the node: shipped "
-                    "(config/fastdds_large_images.xml), none (Fast DDS defaults), or a path")
-    ap.add_argument("--seg-refine", choices=("true", "false"), default="true",
-                    help="the node's seg_refine parameter (false: the coarse mask, faster on a slow CPU)")
+    ap.add_argument(
+        "--fastdds-profile",
+        default="shipped",
+        help="Fast DDS XML profile for the player and the node: shipped "
+        "(config/fastdds_large_images.xml), none (Fast DDS defaults), or a path",
+    )
+    ap.add_argument(
+        "--seg-refine",
+        choices=("true", "false"),
+        default="true",
+        help="the node's seg_refine parameter (false: the coarse mask, faster on a slow CPU)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = ap.parse_args()
     from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
@@ -164,9 +171,13 @@ def main() -> int:
     spin_thread = threading.Thread(target=executor.spin, daemon=True)
     spin_thread.start()
 
-    report: dict[str, object] = {"checkpoint": ckpt_kind, "duration_s": args.duration,
-                                 "input_qos": args.input_qos, "fastdds_profile": args.fastdds_profile,
-                                 "seg_refine": args.seg_refine == "true"}
+    report: dict[str, object] = {
+        "checkpoint": ckpt_kind,
+        "duration_s": args.duration,
+        "input_qos": args.input_qos,
+        "fastdds_profile": args.fastdds_profile,
+        "seg_refine": args.seg_refine == "true",
+    }
     try:
         t_wait = time.monotonic()
         while not (pubs["rgb"].get_subscription_count() and peer.count_publishers("sccosf/fused")):

@@ -90,11 +90,15 @@ def subscribe_once(args: argparse.Namespace, qos_name: str, executor_name: str, 
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         got[int(msg.header.frame_id)] = (now - stamp) / 1e6
 
-    qos = (qos_profile_sensor_data if qos_name == "sensor_data"
-           else QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    qos = (
+        qos_profile_sensor_data
+        if qos_name == "sensor_data"
+        else QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    )
     node.create_subscription(Image, topic, on_image, qos)
     if executor_name == "events":
         from rclpy.experimental import EventsExecutor
+
         executor = EventsExecutor()
     elif executor_name == "multi":
         executor = MultiThreadedExecutor(num_threads=2)
@@ -106,8 +110,20 @@ def subscribe_once(args: argparse.Namespace, qos_name: str, executor_name: str, 
     worker = _load_thread(stop, tuple(args.size), infers) if load else None
     if worker is not None:
         worker.start()
-    pub_cmd = [sys.executable, __file__, "--role", "pub", "--size", *map(str, args.size),
-               "--rate", str(args.rate), "--seconds", str(args.seconds), "--topic", topic]
+    pub_cmd = [
+        sys.executable,
+        __file__,
+        "--role",
+        "pub",
+        "--size",
+        *map(str, args.size),
+        "--rate",
+        str(args.rate),
+        "--seconds",
+        str(args.seconds),
+        "--topic",
+        topic,
+    ]
     pub = subprocess.Popen(pub_cmd, env=env)
     t_end = time.monotonic() + args.seconds + 30
     while pub.poll() is None and time.monotonic() < t_end:
@@ -122,10 +138,16 @@ def subscribe_once(args: argparse.Namespace, qos_name: str, executor_name: str, 
     rclpy.shutdown()
     sent = int(args.rate * args.seconds)
     lat = np.array(list(got.values())) if got else np.array([np.nan])
-    return {"qos": qos_name, "executor": executor_name, "inference_load": load, "sent": sent,
-            "received": len(got), "latency_p50_ms": round(float(np.percentile(lat, 50)), 1),
-            "latency_p95_ms": round(float(np.percentile(lat, 95)), 1),
-            "inferences_per_s": round(infers[0] / args.seconds, 1) if load else None}
+    return {
+        "qos": qos_name,
+        "executor": executor_name,
+        "inference_load": load,
+        "sent": sent,
+        "received": len(got),
+        "latency_p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "latency_p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "inferences_per_s": round(infers[0] / args.seconds, 1) if load else None,
+    }
 
 
 def main() -> int:
@@ -138,9 +160,13 @@ def main() -> int:
     ap.add_argument("--qos", default="sensor_data")
     ap.add_argument("--executor", default="single")
     ap.add_argument("--load", action="store_true")
-    ap.add_argument("--rows", default="sensor_data:single:0,sensor_data:multi:0,sensor_data:events:0,"
-                    "sensor_data:single:1,sensor_data:multi:1,sensor_data:events:1,reliable:multi:1,"
-                    "reliable:events:1", help="qos:executor:load,... for --role table")
+    ap.add_argument(
+        "--rows",
+        default="sensor_data:single:0,sensor_data:multi:0,sensor_data:events:0,"
+        "sensor_data:single:1,sensor_data:multi:1,sensor_data:events:1,reliable:multi:1,"
+        "reliable:events:1",
+        help="qos:executor:load,... for --role table",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 40))
@@ -154,17 +180,38 @@ def main() -> int:
     for spec in args.rows.split(","):
         qos, ex, load = spec.split(":")
         # one subprocess per row: rclpy init/shutdown and the worker's threads start clean each time
-        cmd = [sys.executable, __file__, "--role", "sub", "--size", *map(str, args.size), "--rate",
-               str(args.rate), "--seconds", str(args.seconds), "--qos", qos, "--executor", ex]
-        out = subprocess.run(cmd + (["--load"] if load == "1" else []), capture_output=True, text=True,
-                             timeout=args.seconds + 120)
+        cmd = [
+            sys.executable,
+            __file__,
+            "--role",
+            "sub",
+            "--size",
+            *map(str, args.size),
+            "--rate",
+            str(args.rate),
+            "--seconds",
+            str(args.seconds),
+            "--qos",
+            qos,
+            "--executor",
+            ex,
+        ]
+        out = subprocess.run(
+            cmd + (["--load"] if load == "1" else []),
+            capture_output=True,
+            text=True,
+            timeout=args.seconds + 120,
+        )
         line = next((ln for ln in out.stdout.splitlines()[::-1] if ln.startswith("{")), None)
         row = json.loads(line) if line else {"spec": spec, "error": out.stderr[-400:]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"size": args.size, "rate": args.rate, "seconds": args.seconds,
-                                        "rows": rows}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {"size": args.size, "rate": args.rate, "seconds": args.seconds, "rows": rows}, indent=1
+            )
+        )
     return 0
 
 

@@ -239,7 +239,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], Checkpoi
 
 
 def check_state_dict(
-    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint", limit: int = 5,
+    model: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    limit: int = 5,
     missing_ok: bool = False,
 ) -> list[str]:
     """Raise a readable CheckpointError unless ``state`` fits ``model`` exactly (keys and shapes).

@@ -33,6 +33,8 @@ def _writable(array: np.ndarray) -> np.ndarray:
     (frames decoded from bags or DDS messages are), although the engine never writes to them."""
     array = np.ascontiguousarray(array)
     return array if array.flags.writeable else array.copy()
+
+
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

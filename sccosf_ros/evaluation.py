@@ -180,8 +180,12 @@ class FrameScorer:
         self.metric_ms.append((time.perf_counter() - t0) * 1e3)
         self.frames.append(record)
         if self.sheet.wants_next():
-            rows = {"visible": rgb, "thermal": thermal, "fused": fused,
-                    "segmentation": colorize_mask(mask, self.palette)}
+            rows = {
+                "visible": rgb,
+                "thermal": thermal,
+                "fused": fused,
+                "segmentation": colorize_mask(mask, self.palette),
+            }
             if label is not None:
                 rows["ground truth"] = colorize_mask(label, self.palette)
             self.sheet.add(f"t={(stamp_ns - self.frames[0]['stamp_ns']) / 1e9:.2f} s", rows)
@@ -257,8 +261,9 @@ def warm_up(engine: Any, rgb: bags.TopicInfo) -> float | None:
     return float(engine.warmup(height, width, runs=1))
 
 
-def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None = None,
-                 engine: Any = None) -> dict[str, Any]:
+def evaluate_bag(
+    bag: str | Path, out_dir: str | Path, config: EvalConfig | None = None, engine: Any = None
+) -> dict[str, Any]:
     """Evaluate ``bag`` into ``out_dir``: report.md/json, contact_sheet.png and output_bag.
 
     Returns the report dict. Inputs are processed in recording order, as the node would receive them.
@@ -278,8 +283,9 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
         raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
     engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision, cfg.num_threads)
     recorder = _RecordingEngine(engine)
-    processor = PairProcessor(recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS),
-                              compressed=compressed.pop())
+    processor = PairProcessor(
+        recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed.pop()
+    )
     pairer = ApproximateTimePairer(cfg.queue_size, cfg.slop)
     scorer = FrameScorer(recorder.class_names, engine.palette, labels, cfg.contact_columns)
     bag_path = out / "output_bag"
@@ -307,8 +313,9 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
                 msg = bags.TYPESTORE.deserialize_cdr(raw.data, raw.msgtype)
                 stream = "rgb" if raw.topic == cfg.rgb_topic else "thermal"
                 for pair in pairer.add(stream, bags.stamp_to_ns(msg.header.stamp), msg):
-                    ok = _process_pair(pair, processor, recorder, scorer, writer, raw.log_time_ns, bad,
-                                       stage_ms)
+                    ok = _process_pair(
+                        pair, processor, recorder, scorer, writer, raw.log_time_ns, bad, stage_ms
+                    )
                     if ok:
                         evaluated += 1
                         skews.append(pair.skew_ns / 1e6)
@@ -317,8 +324,11 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
         if writer is not None:
             writer.close()
     wall = time.perf_counter() - t_start
-    outputs = {"report_md": str(out / "report.md"), "report_json": str(out / "report.json"),
-               "output_bag": str(bag_path) if writer is not None else None}
+    outputs = {
+        "report_md": str(out / "report.md"),
+        "report_json": str(out / "report.json"),
+        "output_bag": str(bag_path) if writer is not None else None,
+    }
     sheet = scorer.sheet.save(out / "contact_sheet.png")
     outputs["contact_sheet"] = str(sheet) if sheet else None
     report: dict[str, Any] = {
@@ -331,9 +341,11 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path, config: EvalConfig | None
         "threads": _torch_threads(),
         "topics": {"rgb": cfg.rgb_topic, "thermal": cfg.thermal_topic, "labels": cfg.label_topic},
         "pairing": {"slop_s": cfg.slop, "queue_size": cfg.queue_size},
-        "pairs": {**_pairing_counts(pairer, evaluated, bad),
-                  "skew_ms_abs_mean": float(np.mean(np.abs(skews))) if skews else None,
-                  "skew_ms_abs_max": float(np.max(np.abs(skews))) if skews else None},
+        "pairs": {
+            **_pairing_counts(pairer, evaluated, bad),
+            "skew_ms_abs_mean": float(np.mean(np.abs(skews))) if skews else None,
+            "skew_ms_abs_max": float(np.max(np.abs(skews))) if skews else None,
+        },
         "throughput": {
             "pairs": evaluated,
             "wall_s": wall,
@@ -382,9 +394,18 @@ def _process_pair(
             msg = bags.message_from_fields(fields, pair.rgb_stamp_ns, frame_id)
             data = bags.TYPESTORE.serialize_cdr(msg, bags.IMAGE_TYPE)
             writer.write_raw(OUTPUT_TOPICS[name], bags.IMAGE_TYPE, log_time_ns, data)
-    scorer.add(pair.rgb_stamp_ns, rgb, thermal, np.asarray(result.fused), np.asarray(result.mask),
-               {"thermal_stamp_ns": pair.thermal_stamp_ns, "skew_ms": pair.skew_ns / 1e6,
-                "infer_ms": output.timings.get("infer")})
+    scorer.add(
+        pair.rgb_stamp_ns,
+        rgb,
+        thermal,
+        np.asarray(result.fused),
+        np.asarray(result.mask),
+        {
+            "thermal_stamp_ns": pair.thermal_stamp_ns,
+            "skew_ms": pair.skew_ns / 1e6,
+            "infer_ms": output.timings.get("infer"),
+        },
+    )
     return True
 
 

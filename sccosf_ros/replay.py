@@ -81,24 +81,28 @@ class _Recorder(Node):
 
     def __init__(self, context: Context, cfg: ReplayConfig) -> None:
         super().__init__("sccosf_replay", context=context)
-        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                             reliability=ReliabilityPolicy.RELIABLE)
+        pub_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+        )
         self.pubs = {t: self.create_publisher(Image, t, pub_qos) for t in (cfg.rgb_topic, cfg.thermal_topic)}
-        sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.output_depth,
-                             reliability=ReliabilityPolicy.RELIABLE)
+        sub_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=cfg.output_depth, reliability=ReliabilityPolicy.RELIABLE
+        )
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[int, bytes]]] = {t: [] for t in OUTPUTS}
         self.last_receipt_ns = 0
         self.warmup_sent = 0  # warm-up pairs published (resent until answered)
         self.baseline: dict[str, str] | None = None  # node counters after warm-up, subtracted in the report
         self.output_subs = [
-            self.create_subscription(Image, topic, lambda data, t=topic: self._on_output(t, data), sub_qos,
-                                     raw=True)
+            self.create_subscription(
+                Image, topic, lambda data, t=topic: self._on_output(t, data), sub_qos, raw=True
+            )
             for topic in OUTPUTS
         ]
         self.class_info: str | None = None
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         self.create_subscription(String, CLASS_NAMES_TOPIC, self._on_class_info, latched)
         self.diagnostics: dict[str, str] | None = None
         self.diagnostics_ns = 0
@@ -152,13 +156,26 @@ def node_command(cfg: ReplayConfig) -> list[str]:
     best-effort input and Fast DDS defaults, a third of the frames arrived, late (docs/node.md).
     ``node_args`` come last and override any of these.
     """
-    params = {"device": cfg.device, "precision": cfg.precision, "sync_slop": cfg.slop,
-              "sync_queue_size": cfg.queue_size, "num_threads": cfg.num_threads or 0,
-              "input_qos": "reliable"}
+    params = {
+        "device": cfg.device,
+        "precision": cfg.precision,
+        "sync_slop": cfg.slop,
+        "sync_queue_size": cfg.queue_size,
+        "num_threads": cfg.num_threads or 0,
+        "input_qos": "reliable",
+    }
     if cfg.checkpoint:
         params["checkpoint"] = str(cfg.checkpoint)
-    cmd = [sys.executable, "-m", "sccosf_ros.node.fusion_node", "--ros-args",
-           "-r", f"rgb/image:={cfg.rgb_topic}", "-r", f"thermal/image:={cfg.thermal_topic}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sccosf_ros.node.fusion_node",
+        "--ros-args",
+        "-r",
+        f"rgb/image:={cfg.rgb_topic}",
+        "-r",
+        f"thermal/image:={cfg.thermal_topic}",
+    ]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={v}"]
     return cmd + list(cfg.node_args)
@@ -211,8 +228,10 @@ class _NodeProcess:
     def check_alive(self) -> None:
         code = self.proc.poll()
         if code is not None:
-            raise ReplayError(f"the fusion node exited with code {code}; its log ({self.log_path}) ends:\n"
-                              f"{_tail(self.log_path)}")
+            raise ReplayError(
+                f"the fusion node exited with code {code}; its log ({self.log_path}) ends:\n"
+                f"{_tail(self.log_path)}"
+            )
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.proc.poll() is None:
@@ -275,8 +294,9 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
 
         stream = bags.read_raw(bag, [cfg.rgb_topic, cfg.thermal_topic])
         total = sum(scan.counts.values())
-        for m in tqdm(stream, total=total, disable=not cfg.progress, unit="msg", desc="sccosf-replay",
-                      leave=False):
+        for m in tqdm(
+            stream, total=total, disable=not cfg.progress, unit="msg", desc="sccosf-replay", leave=False
+        ):
             due = t0_wall + round((m.log_time_ns - t0_log) / cfg.rate)
             delay = (due - _now_ns()) / 1e9
             if delay > 0:
@@ -297,8 +317,20 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
         spinner.join(5)
     if node_code not in (None, 0):
         warnings.append(f"the node exited with code {node_code} (see node.log)")
-    return _score_and_report(bag, out, cfg, recorder, scan, publish_ns, t0_wall, last_publish, labels,
-                             label_note, warm_ms, warnings)
+    return _score_and_report(
+        bag,
+        out,
+        cfg,
+        recorder,
+        scan,
+        publish_ns,
+        t0_wall,
+        last_publish,
+        labels,
+        label_note,
+        warm_ms,
+        warnings,
+    )
 
 
 def _wait_ready(recorder: _Recorder, cfg: ReplayConfig, node_proc: _NodeProcess | None) -> None:
@@ -307,16 +339,21 @@ def _wait_ready(recorder: _Recorder, cfg: ReplayConfig, node_proc: _NodeProcess 
         if node_proc is not None:
             node_proc.check_alive()
         if time.monotonic() > deadline:
-            hint = (f"; its log ends:\n{_tail(node_proc.log_path)}" if node_proc is not None else
-                    f": is fusion_node running with rgb/image:={cfg.rgb_topic} "
-                    f"thermal/image:={cfg.thermal_topic} in the same ROS_DOMAIN_ID?")
-            raise ReplayError(f"no fusion node subscribed and publishing within {cfg.startup_timeout_s:.0f} s"
-                              + hint)
+            hint = (
+                f"; its log ends:\n{_tail(node_proc.log_path)}"
+                if node_proc is not None
+                else f": is fusion_node running with rgb/image:={cfg.rgb_topic} "
+                f"thermal/image:={cfg.thermal_topic} in the same ROS_DOMAIN_ID?"
+            )
+            raise ReplayError(
+                f"no fusion node subscribed and publishing within {cfg.startup_timeout_s:.0f} s" + hint
+            )
         time.sleep(0.1)
 
 
-def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMessage],
-             node_proc: _NodeProcess | None) -> list[float]:
+def _warm_up(
+    recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMessage], node_proc: _NodeProcess | None
+) -> list[float]:
     """Send ``warmup_pairs`` copies of the first pair, stamped before the bag, and wait for each output.
 
     The first inference pays for lazy initialisation (seconds on CPU); timing it would report start-up, not
@@ -328,8 +365,9 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
     times = []
     for i in range(cfg.warmup_pairs):
         stamp = base + i * 10**9
-        data = {t: _restamp(first[t].data, first[t].msgtype, stamp)
-                for t in (cfg.thermal_topic, cfg.rgb_topic)}
+        data = {
+            t: _restamp(first[t].data, first[t].msgtype, stamp) for t in (cfg.thermal_topic, cfg.rgb_topic)
+        }
         t0 = _now_ns()
         deadline = time.monotonic() + cfg.startup_timeout_s
         next_send = 0.0
@@ -349,8 +387,10 @@ def _warm_up(recorder: _Recorder, cfg: ReplayConfig, first: dict[str, bags.RawMe
             if node_proc is not None:
                 node_proc.check_alive()
             if time.monotonic() > deadline:
-                raise ReplayError(f"the node produced no output for a warm-up pair within "
-                                  f"{cfg.startup_timeout_s:.0f} s (QoS or remapping mismatch?)")
+                raise ReplayError(
+                    f"the node produced no output for a warm-up pair within "
+                    f"{cfg.startup_timeout_s:.0f} s (QoS or remapping mismatch?)"
+                )
             time.sleep(0.02)
         times.append((_now_ns() - t0) / 1e6)
     return times
@@ -370,8 +410,13 @@ def _node_idle(recorder: _Recorder, after_ns: int) -> bool:
     return settled >= matched and fused_all >= processed
 
 
-def _drain(recorder: _Recorder, cfg: ReplayConfig, expected: dict[int, int], last_publish: int,
-           publish_ns: dict[int, int]) -> None:
+def _drain(
+    recorder: _Recorder,
+    cfg: ReplayConfig,
+    expected: dict[int, int],
+    last_publish: int,
+    publish_ns: dict[int, int],
+) -> None:
     """Wait for the outputs still in flight, until: every expected pair is out; or the node reports itself
     idle (/diagnostics); or it has been quiet for twice the longest latency seen (at least 3 s); or
     ``drain_timeout_s``. On CPU one inference can take seconds, so a fixed short wait would lose outputs."""
@@ -389,8 +434,9 @@ def _drain(recorder: _Recorder, cfg: ReplayConfig, expected: dict[int, int], las
         time.sleep(0.1)
 
 
-def _await_diagnostics(recorder: _Recorder, after_ns: int, node_proc: _NodeProcess | None,
-                       timeout_s: float = 2.5) -> None:
+def _await_diagnostics(
+    recorder: _Recorder, after_ns: int, node_proc: _NodeProcess | None, timeout_s: float = 2.5
+) -> None:
     """Wait for one /diagnostics snapshot newer than ``after_ns`` (the node publishes one per second), so
     the report can split drops into transport losses and pairs skipped by slow inference."""
     deadline = time.monotonic() + timeout_s
@@ -444,15 +490,25 @@ def _node_breakdown(recorder: _Recorder, scan: _BagScan, cfg: ReplayConfig) -> d
     if got_rgb is not None and got_th is not None:
         # Lost on the wire or overwritten in the node's input queue (depth input_depth) before its
         # executor took them: the node's callbacks never saw them.
-        out["inputs_not_delivered"] = (scan.counts[cfg.rgb_topic] + scan.counts[cfg.thermal_topic]
-                                       - got_rgb - got_th)
+        out["inputs_not_delivered"] = (
+            scan.counts[cfg.rgb_topic] + scan.counts[cfg.thermal_topic] - got_rgb - got_th
+        )
     return out
 
 
 def _score_and_report(
-    bag: Path, out: Path, cfg: ReplayConfig, recorder: _Recorder, scan: _BagScan, publish_ns: dict[int, int],
-    t0_wall: int, last_publish: int, labels: dict[int, bytes] | None, label_note: str | None,
-    warm_ms: list[float], warnings: list[str],
+    bag: Path,
+    out: Path,
+    cfg: ReplayConfig,
+    recorder: _Recorder,
+    scan: _BagScan,
+    publish_ns: dict[int, int],
+    t0_wall: int,
+    last_publish: int,
+    labels: dict[int, bytes] | None,
+    label_note: str | None,
+    warm_ms: list[float],
+    warnings: list[str],
 ) -> dict[str, Any]:
     """Latency by stamp, metrics on what arrived, output bag on the bag's timeline, report files."""
     expected, t0_log = scan.expected, scan.t0_log
@@ -469,9 +525,11 @@ def _score_and_report(
     latencies = [(t - publish_ns[s]) / 1e6 for s, (t, _) in fused.items()]
     unexpected = sorted(set(fused) - set(expected))
     if unexpected:
-        warnings.append(f"{len(unexpected)} outputs for RGB stamps the offline pairing does not pair "
-                        "(inputs lost on the wire, or arrival order differed); scored against the nearest "
-                        "thermal frame")
+        warnings.append(
+            f"{len(unexpected)} outputs for RGB stamps the offline pairing does not pair "
+            "(inputs lost on the wire, or arrival order differed); scored against the nearest "
+            "thermal frame"
+        )
 
     # Score what the node published against the inputs it was given, decoded again from the bag in one
     # streaming pass; only frames an output still waits for are held (partners are within the slop).
@@ -495,9 +553,14 @@ def _score_and_report(
         elif m.topic == cfg.thermal_topic and m.stamp_ns in wanted_thermal:
             thermal_frames[m.stamp_ns] = to_thermal_gray(m.array, m.encoding)
         for s in [s for s in rgb_frames if want[s] in thermal_frames]:
-            scorer.add(s, rgb_frames.pop(s), normalizer(thermal_frames[want[s]]), _decode(fused[s][1]),
-                       _decode(segs[s][1]),
-                       {"thermal_stamp_ns": want[s], "latency_ms": (fused[s][0] - publish_ns[s]) / 1e6})
+            scorer.add(
+                s,
+                rgb_frames.pop(s),
+                normalizer(thermal_frames[want[s]]),
+                _decode(fused[s][1]),
+                _decode(segs[s][1]),
+                {"thermal_stamp_ns": want[s], "latency_ms": (fused[s][0] - publish_ns[s]) / 1e6},
+            )
         if len(thermal_frames) > 4 * cfg.queue_size:  # drop partners no pending output can still need
             pending = {want[s] for s in rgb_frames}
             for t in [t for t in thermal_frames if t not in pending and t < m.stamp_ns - 10**9]:
@@ -525,9 +588,11 @@ def _score_and_report(
         "device": cfg.device,
         "threads": cfg.num_threads or "torch default",
         "rate": cfg.rate,
-        "note": ("Latency = receipt wall time of /sccosf/fused minus publish wall time of the RGB frame with "
-                 f"the same stamp, in one process clock; {len(warm_ms)} warm-up pair(s) excluded. The IR "
-                 "reference for fusion metrics is re-normalised here with the node's default normaliser."),
+        "note": (
+            "Latency = receipt wall time of /sccosf/fused minus publish wall time of the RGB frame with "
+            f"the same stamp, in one process clock; {len(warm_ms)} warm-up pair(s) excluded. The IR "
+            "reference for fusion metrics is re-normalised here with the node's default normaliser."
+        ),
         "topics": {"rgb": cfg.rgb_topic, "thermal": cfg.thermal_topic, "labels": cfg.label_topic},
         "pairing": {"slop_s": cfg.slop, "queue_size": cfg.queue_size},
         "pairs": {
@@ -551,10 +616,13 @@ def _score_and_report(
         },
         "fusion": scorer.fusion_summary(),
         "segmentation": scorer.segmentation_summary(),
-        "outputs": {"report_md": str(out / "report.md"), "report_json": str(out / "report.json"),
-                    "output_bag": str(bag_path) if bag_path else None,
-                    "contact_sheet": str(sheet) if sheet else None,
-                    "node_log": str(out / "node.log") if cfg.start_node else None},
+        "outputs": {
+            "report_md": str(out / "report.md"),
+            "report_json": str(out / "report.json"),
+            "output_bag": str(bag_path) if bag_path else None,
+            "contact_sheet": str(sheet) if sheet else None,
+            "node_log": str(out / "node.log") if cfg.start_node else None,
+        },
         "warnings": warnings + scorer.warnings,
     }
     if report["segmentation"] is None:

@@ -86,8 +86,9 @@ class ContactSheet:
         sheet = np.full((height, width, 3), 255, np.uint8)
         font = cv2.FONT_HERSHEY_SIMPLEX
         for c, (caption, _) in enumerate(chosen):
-            cv2.putText(sheet, caption[:32], (label_w + c * (tw + pad) + 2, 16), font, 0.4, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                sheet, caption[:32], (label_w + c * (tw + pad) + 2, 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA
+            )
         for r, name in enumerate(rows):
             y = cap_h + r * (th + pad)
             cv2.putText(sheet, name, (4, y + th // 2), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -165,14 +166,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += [f"| {k.replace('_', ' ')} | {_fmt(v, 2)} |" for k, v in rows]
         for group, values in thr.items():
             if isinstance(values, dict) and values:
-                lines.append(f"| {group.replace('_', ' ')} | " + ", ".join(
-                    f"{k} {_fmt(v, 1)}" for k, v in values.items()) + " |")
+                lines.append(
+                    f"| {group.replace('_', ' ')} | "
+                    + ", ".join(f"{k} {_fmt(v, 1)}" for k, v in values.items())
+                    + " |"
+                )
 
     lat = report.get("latency_ms")
     if lat:
         lines += ["", "## End-to-end latency (ms)", "", "| p50 | p95 | p99 | max | n |", "|---:" * 5 + "|"]
-        lines.append(f"| {_fmt(lat.get('p50'), 1)} | {_fmt(lat.get('p95'), 1)} | {_fmt(lat.get('p99'), 1)} | "
-                     f"{_fmt(lat.get('max'), 1)} | {lat.get('count')} |")
+        lines.append(
+            f"| {_fmt(lat.get('p50'), 1)} | {_fmt(lat.get('p95'), 1)} | {_fmt(lat.get('p99'), 1)} | "
+            f"{_fmt(lat.get('max'), 1)} | {lat.get('count')} |"
+        )
 
     fusion = report.get("fusion", {})
     mean = fusion.get("mean", {})
@@ -186,8 +192,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     seg = report.get("segmentation")
     lines += ["", "## Segmentation", ""]
     if seg:
-        lines.append(f"mIoU **{_fmt(seg.get('miou'))}**, pixel accuracy {_fmt(seg.get('pixel_accuracy'))}, "
-                     f"{seg.get('frames')} labelled frames.")
+        lines.append(
+            f"mIoU **{_fmt(seg.get('miou'))}**, pixel accuracy {_fmt(seg.get('pixel_accuracy'))}, "
+            f"{seg.get('frames')} labelled frames."
+        )
         lines += ["", "| class | IoU | pixels (label) |", "|---|---:|---:|"]
         support = seg.get("support", {})
         for name, iou in seg.get("per_class_iou", {}).items():

@@ -34,8 +34,9 @@ class AugmentConfig:
     thermal_noise: float = 0.01  # std of added Gaussian noise, [0, 1] units
 
 
-def geometry_matrix(rng: np.random.Generator | None, src_hw: tuple[int, int], out_hw: tuple[int, int],
-                    cfg: AugmentConfig) -> np.ndarray:
+def geometry_matrix(
+    rng: np.random.Generator | None, src_hw: tuple[int, int], out_hw: tuple[int, int], cfg: AugmentConfig
+) -> np.ndarray:
     """2x3 source→output matrix. Without ``rng`` (or disabled): no scale, centred crop/pad."""
     h, w = src_hw
     oh, ow = out_hw
@@ -54,8 +55,9 @@ def geometry_matrix(rng: np.random.Generator | None, src_hw: tuple[int, int], ou
     return np.array([[s, 0.0, -ox], [0.0, s, -oy]], np.float64)
 
 
-def warp_triple(rgb: np.ndarray, thermal: np.ndarray, labels: np.ndarray, M: np.ndarray,
-                out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def warp_triple(
+    rgb: np.ndarray, thermal: np.ndarray, labels: np.ndarray, M: np.ndarray, out_hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the same matrix to all three arrays (identity matrices skip the resampling)."""
     oh, ow = out_hw
     if np.allclose(M, [[1, 0, 0], [0, 1, 0]]) and rgb.shape[:2] == (oh, ow):
@@ -64,8 +66,9 @@ def warp_triple(rgb: np.ndarray, thermal: np.ndarray, labels: np.ndarray, M: np.
     const = cv2.BORDER_CONSTANT
     rgb = cv2.warpAffine(rgb, M, (ow, oh), flags=interp, borderMode=const, borderValue=0)
     thermal = cv2.warpAffine(thermal, M, (ow, oh), flags=interp, borderMode=const, borderValue=0)
-    labels = cv2.warpAffine(labels, M, (ow, oh), flags=cv2.INTER_NEAREST, borderMode=const,
-                            borderValue=IGNORE_INDEX)
+    labels = cv2.warpAffine(
+        labels, M, (ow, oh), flags=cv2.INTER_NEAREST, borderMode=const, borderValue=IGNORE_INDEX
+    )
     return rgb, thermal, labels
 
 
@@ -89,9 +92,14 @@ def jitter_thermal(th: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig)
     return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
-def augment_triple(rgb: np.ndarray, thermal: np.ndarray, labels: np.ndarray, out_hw: tuple[int, int] | None,
-                   rng: np.random.Generator | None, cfg: AugmentConfig
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def augment_triple(
+    rgb: np.ndarray,
+    thermal: np.ndarray,
+    labels: np.ndarray,
+    out_hw: tuple[int, int] | None,
+    rng: np.random.Generator | None,
+    cfg: AugmentConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """uint8 RGB HxWx3, uint8 thermal HxW, uint8 labels HxW → float32 RGB/thermal in [0, 1], uint8 labels.
 
     ``out_hw=None`` keeps the source size. ``rng=None`` means deterministic (validation): centre crop only.

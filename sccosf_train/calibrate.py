@@ -54,15 +54,17 @@ def training_class_weights(training: dict[str, Any]) -> list[float]:
         weights = record.get("data", {}).get("seg_class_weights")
         if trained_seg:
             if weights is None:
-                raise ValueError("the stage that trained the segmentation head used no class weights: "
-                                 "nothing to adjust")
+                raise ValueError(
+                    "the stage that trained the segmentation head used no class weights: nothing to adjust"
+                )
             return [float(v) for v in weights]
         record = record.get("data", {}).get("init_from_training")
     raise ValueError("no training record of the segmentation head in this checkpoint's metadata")
 
 
-def validation_logits(engine: FusionEngine, n: int, seed: int, size: tuple[int, int]
-                      ) -> list[tuple[torch.Tensor, np.ndarray]]:
+def validation_logits(
+    engine: FusionEngine, n: int, seed: int, size: tuple[int, int]
+) -> list[tuple[torch.Tensor, np.ndarray]]:
     """(log class probabilities, labels) of ``n`` synthetic validation scenes, through the engine (the path
     the node and the model card use). Log-probabilities differ from logits by a per-pixel constant, so a
     per-class shift changes their argmax exactly as it changes the logits'."""
@@ -76,8 +78,9 @@ def validation_logits(engine: FusionEngine, n: int, seed: int, size: tuple[int, 
     return out
 
 
-def miou_with_shift(samples: Sequence[tuple[torch.Tensor, np.ndarray]], shift: torch.Tensor,
-                    num_classes: int) -> float:
+def miou_with_shift(
+    samples: Sequence[tuple[torch.Tensor, np.ndarray]], shift: torch.Tensor, num_classes: int
+) -> float:
     cm = ConfusionMatrix(num_classes, ignore_index=255)
     for logits, labels in samples:
         cm.update((logits + shift[:, None, None]).argmax(0).numpy(), labels)
@@ -90,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst", help="calibrated checkpoint to write")
     p.add_argument("--alphas", type=float, nargs="+", default=DEFAULT_ALPHAS, help="candidates for alpha")
     p.add_argument("--scenes", type=int, default=16, help="synthetic validation scenes")
-    p.add_argument("--seed", type=int, default=10_001,
-                   help="their seed stream (the trainer's validation stream: synthetic_seed + 10000)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=10_001,
+        help="their seed stream (the trainer's validation stream: synthetic_seed + 10000)",
+    )
     p.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
@@ -109,12 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     key = logit_bias_key(state)
     bias = state[key]
     state[key] = (bias.double() - best * log_w.double()).to(bias.dtype)
-    meta.training = {**meta.training, "calibration": {
-        "method": "logit adjustment: logits - alpha * log(class weight)", "alpha": best,
-        "bias": key, "class_weights": [round(math.exp(v), 4) for v in log_w.tolist()],
-        "validation": {"scenes": args.scenes, "seed": args.seed, "size": list(args.size),
-                       "miou_by_alpha": {str(a): round(s, 4) for a, s in scores.items()}},
-        "source": str(args.src)}}
+    meta.training = {
+        **meta.training,
+        "calibration": {
+            "method": "logit adjustment: logits - alpha * log(class weight)",
+            "alpha": best,
+            "bias": key,
+            "class_weights": [round(math.exp(v), 4) for v in log_w.tolist()],
+            "validation": {
+                "scenes": args.scenes,
+                "seed": args.seed,
+                "size": list(args.size),
+                "miou_by_alpha": {str(a): round(s, 4) for a, s in scores.items()},
+            },
+            "source": str(args.src),
+        },
+    }
     save_checkpoint(args.dst, state, meta)
     for a, s in scores.items():
         print(f"alpha {a:<6g} validation mIoU {s:.4f}{'  <- chosen' if a == best else ''}")

@@ -166,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     if show:
         from dataclasses import asdict
 
-        print(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
-                             sort_keys=False))
+        print(
+            yaml.safe_dump(
+                {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}, sort_keys=False
+            )
+        )
         return 0
     command = ["sccosf-train", *(sys.argv[1:] if argv is None else argv)]
     summary = train(cfg, command=command)

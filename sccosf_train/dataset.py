@@ -76,13 +76,15 @@ def read_labels(path: Path, num_classes: int) -> np.ndarray:
         raise DatasetError(f"{path}: label image must be 8-bit class ids, got {img.dtype}")
     bad = np.unique(img[(img >= num_classes) & (img != IGNORE_INDEX)])
     if bad.size:
-        raise DatasetError(f"{path}: class ids {bad[:8].tolist()} outside 0..{num_classes - 1} "
-                           "(255 = ignore)")
+        raise DatasetError(
+            f"{path}: class ids {bad[:8].tolist()} outside 0..{num_classes - 1} (255 = ignore)"
+        )
     return img
 
 
-def _to_sample(rgb: np.ndarray, th: np.ndarray, labels: np.ndarray, has_labels: bool, name: str,
-               source: str) -> dict[str, object]:
+def _to_sample(
+    rgb: np.ndarray, th: np.ndarray, labels: np.ndarray, has_labels: bool, name: str, source: str
+) -> dict[str, object]:
     return {
         "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
         "thermal": torch.from_numpy(np.ascontiguousarray(th))[None],
@@ -117,9 +119,16 @@ class MSRSFolderDataset(_EpochSeeded):
     selects (and orders) a subset; a name not present is an error.
     """
 
-    def __init__(self, root: str | Path, split_names: Sequence[str] | None = None,
-                 crop: tuple[int, int] | None = None, augment: AugmentConfig | bool = False, seed: int = 0,
-                 num_classes: int = NUM_CLASSES, label_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split_names: Sequence[str] | None = None,
+        crop: tuple[int, int] | None = None,
+        augment: AugmentConfig | bool = False,
+        seed: int = 0,
+        num_classes: int = NUM_CLASSES,
+        label_dir: str | None = None,
+    ) -> None:
         super().__init__(crop, augment, seed)
         self.root = Path(root)
         self.num_classes = num_classes
@@ -167,13 +176,16 @@ class MSRSFolderDataset(_EpochSeeded):
         name = self.names[index]
         rgb, th = read_visible(self._vi[name]), read_thermal(self._ir[name])
         if rgb.shape[:2] != th.shape[:2]:
-            raise DatasetError(f"{self._vi[name]} is {rgb.shape[1]}x{rgb.shape[0]} but {self._ir[name]} is "
-                               f"{th.shape[1]}x{th.shape[0]}: pairs must be registered and the same size")
+            raise DatasetError(
+                f"{self._vi[name]} is {rgb.shape[1]}x{rgb.shape[0]} but {self._ir[name]} is "
+                f"{th.shape[1]}x{th.shape[0]}: pairs must be registered and the same size"
+            )
         if name in self._labels:
             lab = read_labels(self._labels[name], self.num_classes)
             if lab.shape != th.shape:
-                raise DatasetError(f"{self._labels[name]}: label size {lab.shape} differs from the pair's "
-                                   f"{th.shape}")
+                raise DatasetError(
+                    f"{self._labels[name]}: label size {lab.shape} differs from the pair's {th.shape}"
+                )
             return rgb, th, lab, True
         return rgb, th, np.full(th.shape, IGNORE_INDEX, np.uint8), False
 
@@ -190,9 +202,16 @@ class SyntheticDataset(_EpochSeeded):
     the same scenes, so a validation set built this way is fixed.
     """
 
-    def __init__(self, n: int, seed: int = 0, size: tuple[int, int] = (480, 640),
-                 crop: tuple[int, int] | None = None, augment: AugmentConfig | bool = False,
-                 misregistration_px: float = 0.0, fresh_each_epoch: bool = False) -> None:
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        size: tuple[int, int] = (480, 640),
+        crop: tuple[int, int] | None = None,
+        augment: AugmentConfig | bool = False,
+        misregistration_px: float = 0.0,
+        fresh_each_epoch: bool = False,
+    ) -> None:
         super().__init__(crop, augment, seed)
         if n < 1:
             raise ValueError("SyntheticDataset needs n >= 1")
@@ -211,8 +230,9 @@ class SyntheticDataset(_EpochSeeded):
         if not 0 <= index < self.n:
             raise IndexError(index)
         sc = generate_scene(self.scene_seed(index), *self.size, misregistration_px=self.misregistration_px)
-        rgb_f, th_f, lab = augment_triple(sc.rgb, sc.thermal, sc.labels, self.crop, self._rng(index),
-                                          self.augment)
+        rgb_f, th_f, lab = augment_triple(
+            sc.rgb, sc.thermal, sc.labels, self.crop, self._rng(index), self.augment
+        )
         return _to_sample(rgb_f, th_f, lab, True, f"synthetic_{self.scene_seed(index)}", "synthetic")
 
 

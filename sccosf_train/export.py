@@ -50,14 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     half = to_half(state)
     with tempfile.TemporaryDirectory() as tmp:
         probe = save_checkpoint(Path(tmp) / "half.safetensors", half, meta)
-        effect = compare(FusionEngine(args.src, device="cpu"), FusionEngine(probe, device="cpu"),
-                         args.check_pairs)
+        effect = compare(
+            FusionEngine(args.src, device="cpu"), FusionEngine(probe, device="cpu"), args.check_pairs
+        )
     meta.training = {**meta.training, "export": {"source": str(args.src), "dtype": "float16", **effect}}
     out = save_checkpoint(args.dst, half, meta)
     size = out.stat().st_size / 1e6
-    print(f"wrote {out} ({size:.1f} MB); float16 rounding on {effect['pairs']} pairs: fused image within "
-          f"{effect['fused_max_abs_diff']} grey levels, {100 * effect['mask_changed_fraction']:.3f}% of mask "
-          "pixels changed")
+    print(
+        f"wrote {out} ({size:.1f} MB); float16 rounding on {effect['pairs']} pairs: fused image within "
+        f"{effect['fused_max_abs_diff']} grey levels, {100 * effect['mask_changed_fraction']:.3f}% of mask "
+        "pixels changed"
+    )
     return 0
 
 

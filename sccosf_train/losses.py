@@ -85,8 +85,13 @@ def enet_class_weights(counts: Sequence[float] | np.ndarray, c: float = 1.02) ->
     return tuple(float(v) for v in 1.0 / np.log(c + n / n.sum()))
 
 
-def segmentation_loss(logits: Tensor, labels: Tensor, ohem_thresh: float | None = None,
-                      ohem_min_kept: int = 10_000, class_weights: Tensor | None = None) -> Tensor:
+def segmentation_loss(
+    logits: Tensor,
+    labels: Tensor,
+    ohem_thresh: float | None = None,
+    ohem_min_kept: int = 10_000,
+    class_weights: Tensor | None = None,
+) -> Tensor:
     """Cross-entropy over labelled pixels (255 ignored); 0 (with a graph) when none are labelled.
 
     ``class_weights`` scale each pixel's loss by its true class's weight; the mean is then normalised by
@@ -108,8 +113,9 @@ def segmentation_loss(logits: Tensor, labels: Tensor, ohem_thresh: float | None 
     return (pw * pix).sum() / pw.sum()
 
 
-def foreground_mask(labels: Tensor, has_labels: Tensor, seg_logits: Tensor | None,
-                    fg_classes: Sequence[int]) -> Tensor:
+def foreground_mask(
+    labels: Tensor, has_labels: Tensor, seg_logits: Tensor | None, fg_classes: Sequence[int]
+) -> Tensor:
     """(B,1,H,W) in [0, 1], 1 on salient classes: labels where present, else detached predictions."""
     fg = torch.zeros_like(labels, dtype=torch.float32)
     for c in fg_classes:
@@ -157,8 +163,9 @@ def fusion_loss(fused_y: Tensor, y_vis: Tensor, ir: Tensor, fg: Tensor, w: LossW
     return {"fusion": total, "int": l_int, "grad": l_grad, "ssim": l_ssim}
 
 
-def joint_loss(out: dict[str, Tensor], rgb: Tensor, thermal: Tensor, labels: Tensor, has_labels: Tensor,
-               w: LossWeights) -> dict[str, Tensor]:
+def joint_loss(
+    out: dict[str, Tensor], rgb: Tensor, thermal: Tensor, labels: Tensor, has_labels: Tensor, w: LossWeights
+) -> dict[str, Tensor]:
     """Total and every component (``total``, ``seg``, ``fusion``, ``int``, ``grad``, ``ssim``)."""
     cw = None if w.class_weights is None else torch.tensor(w.class_weights, device=labels.device)
     seg = segmentation_loss(out["seg_logits"], labels, w.ohem_thresh, w.ohem_min_kept, cw)

@@ -66,8 +66,9 @@ def _find(folder: Path, name: str) -> Path:
     raise FileNotFoundError(f"{folder}/{name}.*")
 
 
-def score_fusion(engine: FusionEngine, root: Path, names: list[str], sheet: ContactSheet,
-                 night_sheet: ContactSheet) -> dict[str, Any]:
+def score_fusion(
+    engine: FusionEngine, root: Path, names: list[str], sheet: ContactSheet, night_sheet: ContactSheet
+) -> dict[str, Any]:
     """Per-method mean metrics over ``names`` (and per-pair rows), filling the two picture sheets."""
     rows: dict[str, list[dict[str, float]]] = {"ours": [], "seafusion": [], "max": []}
     infer_ms: list[float] = []
@@ -82,12 +83,19 @@ def score_fusion(engine: FusionEngine, root: Path, names: list[str], sheet: Cont
         g_ir, g_vi = to_gray255(ir), to_gray255(rgb)
         for key, fused in (("ours", res.fused), ("seafusion", sea), ("max", trivial)):
             rows[key].append(fusion_metrics(to_gray255(fused), g_ir, g_vi))
-        images = {"visible": rgb, "infrared": ir, "max baseline": trivial, "SeAFusion": sea,
-                  "SC-CoSF (ours)": res.fused, "segmentation": colorize_mask(res.mask, engine.palette)}
+        images = {
+            "visible": rgb,
+            "infrared": ir,
+            "max baseline": trivial,
+            "SeAFusion": sea,
+            "SC-CoSF (ours)": res.fused,
+            "segmentation": colorize_mask(res.mask, engine.palette),
+        }
         sheet.add(name, images)
         if name.endswith("N"):
-            night_sheet.add(name, {k: images[k] for k in ("visible", "infrared", "SC-CoSF (ours)",
-                                                          "segmentation")})
+            night_sheet.add(
+                name, {k: images[k] for k in ("visible", "infrared", "SC-CoSF (ours)", "segmentation")}
+            )
     means = {k: {m: float(np.nanmean([r[m] for r in v])) for m in FUSION_METRICS} for k, v in rows.items()}
     ours = means["ours"]
     wins_sea = [m for m in SCORED if ours[m] > means["seafusion"][m]]
@@ -110,8 +118,10 @@ def pairs_won(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, in
     A mean can be won by a hair (or by a few outlier pairs); the pair count says how consistent it is.
     """
     metrics = list(rows["ours"][0]) if rows["ours"] else []
-    return {ref: {m: int(sum(o[m] > r[m] for o, r in zip(rows["ours"], rows[ref], strict=True)))
-                  for m in metrics} for ref in ("seafusion", "max")}
+    return {
+        ref: {m: int(sum(o[m] > r[m] for o, r in zip(rows["ours"], rows[ref], strict=True))) for m in metrics}
+        for ref in ("seafusion", "max")
+    }
 
 
 def score_segmentation(engine: FusionEngine, n: int, size: tuple[int, int]) -> dict[str, Any]:
@@ -122,9 +132,14 @@ def score_segmentation(engine: FusionEngine, n: int, size: tuple[int, int]) -> d
         scene = generate_scene(data.scene_seed(i), *size)
         res = engine.infer(scene.rgb, scene.thermal)
         cm.update(res.mask, scene.labels)
-    return {"scenes": n, "seed": HELD_OUT_SYNTHETIC_SEED, "size": list(size), "miou": cm.miou(),
-            "pixel_accuracy": cm.pixel_accuracy(),
-            "iou": {name: float(v) for name, v in zip(engine.class_names, cm.iou(), strict=True)}}
+    return {
+        "scenes": n,
+        "seed": HELD_OUT_SYNTHETIC_SEED,
+        "size": list(size),
+        "miou": cm.miou(),
+        "pixel_accuracy": cm.pixel_accuracy(),
+        "iou": {name: float(v) for name, v in zip(engine.class_names, cm.iou(), strict=True)},
+    }
 
 
 def _wins(against: str, metrics: list[str]) -> str:
@@ -174,8 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--msrs-root", required=True, help="MSRS folder with ir/, vi/ and seafusion/")
     p.add_argument("--out", required=True, help="output folder for model_card.{json,md} and pictures")
     p.add_argument("--synthetic-scenes", type=int, default=100, help="held-out synthetic scenes for mIoU")
-    p.add_argument("--synthetic-size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"),
-                   help="size of the held-out synthetic scenes")
+    p.add_argument(
+        "--synthetic-size",
+        type=int,
+        nargs=2,
+        default=(480, 640),
+        metavar=("H", "W"),
+        help="size of the held-out synthetic scenes",
+    )
     p.add_argument("--max-pairs", type=int, default=None, help="score only the first N validation pairs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -186,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     engine = FusionEngine(args.checkpoint, device=args.device, num_threads=args.threads)
     _, val = seafusion_split(root)
     val = val[: args.max_pairs] if args.max_pairs else val
-    sheet = ContactSheet(["visible", "infrared", "max baseline", "SeAFusion", "SC-CoSF (ours)",
-                          "segmentation"], columns=6)
+    sheet = ContactSheet(
+        ["visible", "infrared", "max baseline", "SeAFusion", "SC-CoSF (ours)", "segmentation"], columns=6
+    )
     night = ContactSheet(["visible", "infrared", "SC-CoSF (ours)", "segmentation"], columns=6)
-    card = {"checkpoint": str(args.checkpoint), "fusion": score_fusion(engine, root, val, sheet, night),
-            "segmentation": score_segmentation(engine, args.synthetic_scenes, tuple(args.synthetic_size))}
+    card = {
+        "checkpoint": str(args.checkpoint),
+        "fusion": score_fusion(engine, root, val, sheet, night),
+        "segmentation": score_segmentation(engine, args.synthetic_scenes, tuple(args.synthetic_size)),
+    }
     sheet.save(out / "fusion_comparison.png")
     night.save(out / "night_contact_sheet.png")
     (out / "model_card.json").write_text(json.dumps(card, indent=1, default=float))

@@ -57,16 +57,30 @@ class _Canvas:
         cv2.fillPoly(self.rgb, poly, tuple(float(c) for c in rgb))
         cv2.fillPoly(self.temp, poly, float(temp))
 
-    def circle(self, c: tuple[float, float], r: float, label: int | None, rgb: tuple, temp: float,
-               thickness: int = -1) -> None:
+    def circle(
+        self,
+        c: tuple[float, float],
+        r: float,
+        label: int | None,
+        rgb: tuple,
+        temp: float,
+        thickness: int = -1,
+    ) -> None:
         cc, rr = (round(c[0]), round(c[1])), max(1, round(r))
         if label is not None:
             cv2.circle(self.labels, cc, rr, int(label), thickness)
         cv2.circle(self.rgb, cc, rr, tuple(float(v) for v in rgb), thickness)
         cv2.circle(self.temp, cc, rr, float(temp), thickness)
 
-    def line(self, p: tuple[float, float], q: tuple[float, float], t: float, label: int | None,
-             rgb: tuple, temp: float) -> None:
+    def line(
+        self,
+        p: tuple[float, float],
+        q: tuple[float, float],
+        t: float,
+        label: int | None,
+        rgb: tuple,
+        temp: float,
+    ) -> None:
         a, b, tt = (round(p[0]), round(p[1])), (round(q[0]), round(q[1])), max(1, round(t))
         if label is not None:
             cv2.line(self.labels, a, b, int(label), tt)
@@ -120,8 +134,12 @@ def _background(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool
             for wx in np.arange(x + 6, x + bw - 10, rng.uniform(12, 22)):
                 lit = night and rng.random() < 0.25
                 wcol = (255.0, 225.0, 160.0) if lit else win
-                cv.fill(np.array([[wx, wy], [wx + 6, wy], [wx + 6, wy + 8], [wx, wy + 8]]), None, wcol,
-                        b_temp + (12 if lit else -4))
+                cv.fill(
+                    np.array([[wx, wy], [wx + 6, wy], [wx + 6, wy + 8], [wx, wy + 8]]),
+                    None,
+                    wcol,
+                    b_temp + (12 if lit else -4),
+                )
         x += bw + rng.uniform(0, 40)
     # Trees: clusters of dark-green discs, cool in thermal (leaves transpire).
     for _ in range(rng.integers(2, 7)):
@@ -133,8 +151,12 @@ def _background(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool
             cv.circle(cc, r * rng.uniform(0.5, 0.9), None, leaf, rng.uniform(10, 25))
     # Ground beyond the road: grass/sidewalk.
     ground = np.array([[0, yh], [w, yh], [w, h], [0, h]])
-    cv.fill(ground, None, (90, 110, 70) if rng.random() < 0.5 else (130, 125, 115),
-            rng.uniform(30, 55) if not night else rng.uniform(15, 30))
+    cv.fill(
+        ground,
+        None,
+        (90, 110, 70) if rng.random() < 0.5 else (130, 125, 115),
+        rng.uniform(30, 55) if not night else rng.uniform(15, 30),
+    )
 
 
 def _road(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool) -> dict[str, float]:
@@ -148,8 +170,19 @@ def _road(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool) -> d
     lane_temp = road_temp - 3
     for s0 in np.arange(0.05, 1.0, 0.12):
         y0, y1 = g.y_of(s0), g.y_of(min(1.0, s0 + 0.05))
-        cv.fill(np.array([[g.x_at(-0.02, y0), y0], [g.x_at(0.02, y0), y0], [g.x_at(0.02, y1), y1],
-                          [g.x_at(-0.02, y1), y1]]), None, (230, 230, 220), lane_temp)
+        cv.fill(
+            np.array(
+                [
+                    [g.x_at(-0.02, y0), y0],
+                    [g.x_at(0.02, y0), y0],
+                    [g.x_at(0.02, y1), y1],
+                    [g.x_at(-0.02, y1), y1],
+                ]
+            ),
+            None,
+            (230, 230, 220),
+            lane_temp,
+        )
     # Kerbs: a raised strip on each side, drawn outward from the road edge.
     kerb_w = rng.uniform(0.05, 0.1)
     kerb_rgb = (rng.uniform(150, 200),) * 3
@@ -166,15 +199,27 @@ def _guardrail(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool,
     u = side * rng.uniform(1.15, 1.5)
     y0, y1 = g.y_of(s0), g.y_of(s1)
     lo, hi = 0.35, 0.8  # rail band height above the ground, metres
-    pts = np.array([[g.x_at(u, y0), y0 - hi * g.ppm_b * s0], [g.x_at(u, y1), y1 - hi * g.ppm_b * s1],
-                    [g.x_at(u, y1), y1 - lo * g.ppm_b * s1], [g.x_at(u, y0), y0 - lo * g.ppm_b * s0]])
+    pts = np.array(
+        [
+            [g.x_at(u, y0), y0 - hi * g.ppm_b * s0],
+            [g.x_at(u, y1), y1 - hi * g.ppm_b * s1],
+            [g.x_at(u, y1), y1 - lo * g.ppm_b * s1],
+            [g.x_at(u, y0), y0 - lo * g.ppm_b * s0],
+        ]
+    )
     metal = (rng.uniform(150, 210),) * 3
     temp = rng.uniform(55, 90) if not night else rng.uniform(10, 25)  # sun-heated by day, cold metal at night
     cv.fill(pts, GUARDRAIL, metal, temp)
     for s in np.linspace(s0, s1, rng.integers(3, 8)):
         y = g.y_of(s)
-        cv.line((g.x_at(u, y), y), (g.x_at(u, y), y - hi * g.ppm_b * s), max(1.0, 0.08 * g.ppm_b * s),
-                GUARDRAIL, metal, temp)
+        cv.line(
+            (g.x_at(u, y), y),
+            (g.x_at(u, y), y - hi * g.ppm_b * s),
+            max(1.0, 0.08 * g.ppm_b * s),
+            GUARDRAIL,
+            metal,
+            temp,
+        )
 
 
 def _car(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y: float, x: float) -> None:
@@ -185,30 +230,66 @@ def _car(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y: fl
     x0, x1 = x - wdt / 2, x + wdt / 2
     yb = y - 0.25 * p  # body bottom (wheels below)
     body = np.array([[x0, yb], [x1, yb], [x1, y - 0.55 * hgt], [x0, y - 0.55 * hgt]])
-    cabin = np.array([[x0 + 0.1 * wdt, y - 0.55 * hgt], [x1 - 0.1 * wdt, y - 0.55 * hgt],
-                      [x1 - 0.2 * wdt, y - hgt], [x0 + 0.2 * wdt, y - hgt]])
-    glass = np.array([[x0 + 0.16 * wdt, y - 0.58 * hgt], [x1 - 0.16 * wdt, y - 0.58 * hgt],
-                      [x1 - 0.23 * wdt, y - 0.95 * hgt], [x0 + 0.23 * wdt, y - 0.95 * hgt]])
+    cabin = np.array(
+        [
+            [x0 + 0.1 * wdt, y - 0.55 * hgt],
+            [x1 - 0.1 * wdt, y - 0.55 * hgt],
+            [x1 - 0.2 * wdt, y - hgt],
+            [x0 + 0.2 * wdt, y - hgt],
+        ]
+    )
+    glass = np.array(
+        [
+            [x0 + 0.16 * wdt, y - 0.58 * hgt],
+            [x1 - 0.16 * wdt, y - 0.58 * hgt],
+            [x1 - 0.23 * wdt, y - 0.95 * hgt],
+            [x0 + 0.23 * wdt, y - 0.95 * hgt],
+        ]
+    )
     cv.fill(body, CAR, col, body_t)
     cv.fill(cabin, CAR, col, body_t - 10)
     cv.fill(glass, CAR, (40, 50, 60), body_t - 45)  # glass reflects the cold sky in LWIR
     for wx in (x0 + 0.18 * wdt, x1 - 0.18 * wdt):  # wheels/tyres: warm from friction
-        cv.fill(np.array([[wx - 0.14 * wdt, y], [wx + 0.14 * wdt, y], [wx + 0.14 * wdt, yb],
-                          [wx - 0.14 * wdt, yb]]), CAR, (20, 20, 22), body_t + 40)
-    cv.fill(np.array([[x0 + 0.3 * wdt, yb - 0.05 * hgt], [x1 - 0.3 * wdt, yb - 0.05 * hgt],
-                      [x1 - 0.3 * wdt, yb - 0.15 * hgt], [x0 + 0.3 * wdt, yb - 0.15 * hgt]]),
-            CAR, (200, 200, 200), body_t + 60)  # exhaust / engine heat
+        cv.fill(
+            np.array(
+                [[wx - 0.14 * wdt, y], [wx + 0.14 * wdt, y], [wx + 0.14 * wdt, yb], [wx - 0.14 * wdt, yb]]
+            ),
+            CAR,
+            (20, 20, 22),
+            body_t + 40,
+        )
+    cv.fill(
+        np.array(
+            [
+                [x0 + 0.3 * wdt, yb - 0.05 * hgt],
+                [x1 - 0.3 * wdt, yb - 0.05 * hgt],
+                [x1 - 0.3 * wdt, yb - 0.15 * hgt],
+                [x0 + 0.3 * wdt, yb - 0.15 * hgt],
+            ]
+        ),
+        CAR,
+        (200, 200, 200),
+        body_t + 60,
+    )  # exhaust / engine heat
     facing = rng.random() < 0.5  # headlights (white) or tail lights (red)
     lamp = (255.0, 250.0, 235.0) if facing else (255.0, 30.0, 20.0)
     for lx in (x0 + 0.12 * wdt, x1 - 0.12 * wdt):
         cv.circle((lx, y - 0.4 * hgt), 0.06 * wdt, CAR, lamp, body_t + 20)
         if night:
-            cv.lights.append((round(lx), round(y - 0.4 * hgt), 0.3 * wdt if facing else 0.12 * wdt,
-                              0.8 if facing else 0.3))
+            cv.lights.append(
+                (round(lx), round(y - 0.4 * hgt), 0.3 * wdt if facing else 0.12 * wdt, 0.8 if facing else 0.3)
+            )
 
 
-def _person(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y: float, x: float,
-            height_m: float | None = None) -> None:
+def _person(
+    cv: _Canvas,
+    g: _Geometry,
+    rng: np.random.Generator,
+    night: bool,
+    y: float,
+    x: float,
+    height_m: float | None = None,
+) -> None:
     p = g.ppm_b * g.s(y)
     ht = (height_m or rng.uniform(1.5, 1.9)) * p
     wd = rng.uniform(0.35, 0.5) * p
@@ -217,10 +298,22 @@ def _person(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y:
     shirt, trousers = _rand_colour(rng, 15, 200), _rand_colour(rng, 10, 120)
     step = rng.uniform(-0.15, 0.15) * ht
     for dx in (-wd * 0.22, wd * 0.22):  # legs
-        cv.line((x + dx, y - 0.47 * ht), (x + dx + (step if dx > 0 else -step) * 0.3, y), 0.2 * wd + 1,
-                PERSON, trousers, cloth_t)
-    torso = np.array([[x - wd / 2, y - 0.47 * ht], [x + wd / 2, y - 0.47 * ht], [x + wd / 2.2, y - 0.82 * ht],
-                      [x - wd / 2.2, y - 0.82 * ht]])
+        cv.line(
+            (x + dx, y - 0.47 * ht),
+            (x + dx + (step if dx > 0 else -step) * 0.3, y),
+            0.2 * wd + 1,
+            PERSON,
+            trousers,
+            cloth_t,
+        )
+    torso = np.array(
+        [
+            [x - wd / 2, y - 0.47 * ht],
+            [x + wd / 2, y - 0.47 * ht],
+            [x + wd / 2.2, y - 0.82 * ht],
+            [x - wd / 2.2, y - 0.82 * ht],
+        ]
+    )
     cv.fill(torso, PERSON, shirt, cloth_t)
     for dx in (-wd * 0.55, wd * 0.55):  # arms
         cv.line((x + dx, y - 0.8 * ht), (x + dx * 1.1, y - 0.5 * ht), 0.15 * wd + 1, PERSON, shirt, cloth_t)
@@ -247,38 +340,55 @@ def _bike(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y: f
         _person(cv, g, rng, night, y - 0.9 * r, x - 0.05 * L, height_m=rng.uniform(1.2, 1.4))
 
 
-def _cone(cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y: float, x: float,
-          road_temp: float) -> None:
+def _cone(
+    cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, y: float, x: float, road_temp: float
+) -> None:
     p = g.ppm_b * g.s(y)
     ht, wd = rng.uniform(0.5, 0.75) * p, rng.uniform(0.3, 0.4) * p
     t = road_temp + rng.uniform(-6, 6)
     cv.fill(np.array([[x - wd / 2, y], [x + wd / 2, y], [x, y - ht]]), COLOR_CONE, (240, 100, 20), t)
-    band = [[x - wd * 0.3, y - ht * 0.4], [x + wd * 0.3, y - ht * 0.4], [x + wd * 0.2, y - ht * 0.6],
-            [x - wd * 0.2, y - ht * 0.6]]
+    band = [
+        [x - wd * 0.3, y - ht * 0.4],
+        [x + wd * 0.3, y - ht * 0.4],
+        [x + wd * 0.2, y - ht * 0.6],
+        [x - wd * 0.2, y - ht * 0.6],
+    ]
     cv.fill(np.array(band), COLOR_CONE, (240, 240, 240), t)
 
 
-def _car_stop(cv: _Canvas, g: _Geometry, rng: np.random.Generator, y: float, x: float,
-              road_temp: float) -> None:
+def _car_stop(
+    cv: _Canvas, g: _Geometry, rng: np.random.Generator, y: float, x: float, road_temp: float
+) -> None:
     p = g.ppm_b * g.s(y)
     wd, ht = rng.uniform(1.2, 1.8) * p, rng.uniform(0.12, 0.2) * p + 1
     col = (200.0, 190.0, 60.0) if rng.random() < 0.5 else (170.0, 170.0, 165.0)
-    cv.fill(np.array([[x - wd / 2, y], [x + wd / 2, y], [x + wd * 0.45, y - ht], [x - wd * 0.45, y - ht]]),
-            CAR_STOP, col, road_temp + rng.uniform(-10, 10))
+    cv.fill(
+        np.array([[x - wd / 2, y], [x + wd / 2, y], [x + wd * 0.45, y - ht], [x - wd * 0.45, y - ht]]),
+        CAR_STOP,
+        col,
+        road_temp + rng.uniform(-10, 10),
+    )
 
 
 def _bump(cv: _Canvas, g: _Geometry, rng: np.random.Generator, y: float, road_temp: float) -> None:
     p = g.ppm_b * g.s(y)
     depth = max(2.0, rng.uniform(0.25, 0.45) * p)
     y0, y1 = y - depth, y
-    pts = np.array([[g.x_at(-0.98, y0), y0], [g.x_at(0.98, y0), y0], [g.x_at(0.98, y1), y1],
-                    [g.x_at(-0.98, y1), y1]])
+    pts = np.array(
+        [[g.x_at(-0.98, y0), y0], [g.x_at(0.98, y0), y0], [g.x_at(0.98, y1), y1], [g.x_at(-0.98, y1), y1]]
+    )
     cv.fill(pts, BUMP, (60, 60, 55), road_temp + rng.uniform(4, 12))
     n = rng.integers(4, 9)  # painted yellow stripes (visible only; paint is thermally invisible)
     for k in range(n):
         ua, ub = -0.98 + 1.96 * k / n, -0.98 + 1.96 * (k + 0.5) / n
-        cv.fill(np.array([[g.x_at(ua, y0), y0], [g.x_at(ub, y0), y0], [g.x_at(ub, y1), y1],
-                          [g.x_at(ua, y1), y1]]), BUMP, (230, 200, 30), road_temp + 8)
+        cv.fill(
+            np.array(
+                [[g.x_at(ua, y0), y0], [g.x_at(ub, y0), y0], [g.x_at(ub, y1), y1], [g.x_at(ua, y1), y1]]
+            ),
+            BUMP,
+            (230, 200, 30),
+            road_temp + 8,
+        )
 
 
 def _lowres_noise(rng: np.random.Generator, h: int, w: int, cell: int, channels: int = 1) -> np.ndarray:
@@ -297,8 +407,14 @@ def _render_visible(cv: _Canvas, rng: np.random.Generator, night: bool) -> np.nd
         img *= rng.uniform(0.06, 0.2)  # low light: persons in dark clothes vanish
         if rng.random() < 0.7:  # streetlights: pools of warm light
             for _ in range(rng.integers(1, 4)):
-                cv.lights.append((int(rng.integers(0, w)), int(rng.integers(0, h // 2)),
-                                  float(rng.uniform(15, 50) * w / 640), float(rng.uniform(0.2, 0.5))))
+                cv.lights.append(
+                    (
+                        int(rng.integers(0, w)),
+                        int(rng.integers(0, h // 2)),
+                        float(rng.uniform(15, 50) * w / 640),
+                        float(rng.uniform(0.2, 0.5)),
+                    )
+                )
         if cv.lights:  # glare: bloom drawn at 1/4 resolution, blurred, upsampled
             q = 4
             glow = np.zeros((h // q, w // q), np.float32)
@@ -315,8 +431,9 @@ def _render_visible(cv: _Canvas, rng: np.random.Generator, night: bool) -> np.nd
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _render_thermal(cv: _Canvas, rng: np.random.Generator, misregistration_px: float
-                    ) -> tuple[np.ndarray, tuple[float, float]]:
+def _render_thermal(
+    cv: _Canvas, rng: np.random.Generator, misregistration_px: float
+) -> tuple[np.ndarray, tuple[float, float]]:
     h, w = cv.temp.shape
     t = cv.temp
     t += 3.0 * _lowres_noise(rng, h, w, 48)  # large-scale temperature variation
@@ -334,8 +451,9 @@ def _render_thermal(cv: _Canvas, rng: np.random.Generator, misregistration_px: f
     return np.clip(t, 0, 255).astype(np.uint8), shift
 
 
-def generate_scene(seed: int, height: int = 480, width: int = 640, night: bool | None = None,
-                   misregistration_px: float = 0.0) -> Scene:
+def generate_scene(
+    seed: int, height: int = 480, width: int = 640, night: bool | None = None, misregistration_px: float = 0.0
+) -> Scene:
     """Draw one synthetic scene; identical ``seed`` and arguments give identical arrays.
 
     Label map first (road in perspective, kerbs, guardrails, far-to-near objects so nearer ones

@@ -130,10 +130,19 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 2 (per process)")
 
     def loss_weights(self, class_weights: tuple[float, ...] | None = None) -> LossWeights:
-        return LossWeights(seg=self.w_seg, fusion=self.w_fusion, intensity=self.w_int, gradient=self.w_grad,
-                           ssim=self.w_ssim, fg_weight=self.fg_weight, fg_classes=tuple(self.fg_classes),
-                           fg_target=self.fg_target, grad_mode=self.grad_mode, ohem_thresh=self.ohem_thresh,
-                           class_weights=class_weights)
+        return LossWeights(
+            seg=self.w_seg,
+            fusion=self.w_fusion,
+            intensity=self.w_int,
+            gradient=self.w_grad,
+            ssim=self.w_ssim,
+            fg_weight=self.fg_weight,
+            fg_classes=tuple(self.fg_classes),
+            fg_target=self.fg_target,
+            grad_mode=self.grad_mode,
+            ohem_thresh=self.ohem_thresh,
+            class_weights=class_weights,
+        )
 
 
 # ----------------------------------------------------------------------------------------------- runtime
@@ -196,9 +205,13 @@ def _worker_init(_: int) -> None:
 
 
 def _machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                            "torch_threads": torch.get_num_threads()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
@@ -213,9 +226,14 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, 
     aug = AugmentConfig(enabled=cfg.augment)
     parts: list[Dataset] = []
     vals: list[Dataset] = []
-    info: dict[str, Any] = {"msrs_root": None, "synthetic_train": cfg.synthetic_train,
-                            "synthetic_val": cfg.synthetic_val, "synthetic_size": list(cfg.synthetic_size),
-                            "synthetic_seed": cfg.synthetic_seed, "crop": list(cfg.crop)}
+    info: dict[str, Any] = {
+        "msrs_root": None,
+        "synthetic_train": cfg.synthetic_train,
+        "synthetic_val": cfg.synthetic_val,
+        "synthetic_size": list(cfg.synthetic_size),
+        "synthetic_seed": cfg.synthetic_seed,
+        "crop": list(cfg.crop),
+    }
     if cfg.msrs_root:
         root = Path(cfg.msrs_root)
         if cfg.val_split == "seafusion":
@@ -229,24 +247,59 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, 
             train_names = [n for n in all_names if n not in held]
         if cfg.val_max_pairs is not None:
             val_names = val_names[: cfg.val_max_pairs]
-        tr = MSRSFolderDataset(root, train_names, crop=cfg.crop, augment=aug, seed=cfg.seed,
-                               num_classes=cfg.num_classes, label_dir=cfg.label_dir)
+        tr = MSRSFolderDataset(
+            root,
+            train_names,
+            crop=cfg.crop,
+            augment=aug,
+            seed=cfg.seed,
+            num_classes=cfg.num_classes,
+            label_dir=cfg.label_dir,
+        )
         parts.append(tr)
         if val_names:
-            vals.append(MSRSFolderDataset(root, val_names, crop=None, augment=False,
-                                          num_classes=cfg.num_classes, label_dir=cfg.label_dir))
-        info.update(msrs_root=str(root.resolve()), train_names=list(tr.names), val_names=list(val_names),
-                    real_train_labelled=tr.num_labelled,
-                    real_val_labelled=vals[0].num_labelled if val_names else 0,  # type: ignore[attr-defined]
-                    val_split=cfg.val_split)
+            vals.append(
+                MSRSFolderDataset(
+                    root,
+                    val_names,
+                    crop=None,
+                    augment=False,
+                    num_classes=cfg.num_classes,
+                    label_dir=cfg.label_dir,
+                )
+            )
+        info.update(
+            msrs_root=str(root.resolve()),
+            train_names=list(tr.names),
+            val_names=list(val_names),
+            real_train_labelled=tr.num_labelled,
+            real_val_labelled=vals[0].num_labelled if val_names else 0,  # type: ignore[attr-defined]
+            val_split=cfg.val_split,
+        )
     if cfg.synthetic_train > 0:
-        parts.append(SyntheticDataset(cfg.synthetic_train, cfg.synthetic_seed, cfg.synthetic_size,
-                                      crop=cfg.crop, augment=aug, misregistration_px=cfg.misregistration_px,
-                                      fresh_each_epoch=cfg.synthetic_fresh))
+        parts.append(
+            SyntheticDataset(
+                cfg.synthetic_train,
+                cfg.synthetic_seed,
+                cfg.synthetic_size,
+                crop=cfg.crop,
+                augment=aug,
+                misregistration_px=cfg.misregistration_px,
+                fresh_each_epoch=cfg.synthetic_fresh,
+            )
+        )
     if cfg.synthetic_val > 0:
         # A different seed stream from training: validation scenes are never trained on.
-        vals.append(SyntheticDataset(cfg.synthetic_val, cfg.synthetic_seed + 10_000, cfg.synthetic_size,
-                                     crop=None, augment=False, misregistration_px=cfg.misregistration_px))
+        vals.append(
+            SyntheticDataset(
+                cfg.synthetic_val,
+                cfg.synthetic_seed + 10_000,
+                cfg.synthetic_size,
+                crop=None,
+                augment=False,
+                misregistration_px=cfg.misregistration_px,
+            )
+        )
     train = MixedDataset(parts)
     info["synthetic_fresh"] = cfg.synthetic_fresh
     info["train_samples"] = len(train)
@@ -329,8 +382,13 @@ def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, vals: list[Dataset], cfg: TrainConfig, device: torch.device,
-             amp: torch.dtype | None) -> dict[str, float]:
+def validate(
+    model: torch.nn.Module,
+    vals: list[Dataset],
+    cfg: TrainConfig,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> dict[str, float]:
     """Loss on every validation set; mIoU where labels exist; fusion metrics on real (MSRS) pairs."""
     from sccosf_ros.metrics.fusion import fusion_metrics, to_gray255
     from sccosf_ros.metrics.segmentation import ConfusionMatrix
@@ -474,12 +532,17 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
 
         train_ds, vals, data_info = build_datasets(cfg)
         data_info["pretrained_encoder"] = str(enc) if enc else None
-        sampler = (DistributedSampler(train_ds, d.world, d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-                   if d.world > 1 else None)
+        sampler = (
+            DistributedSampler(train_ds, d.world, d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+            if d.world > 1
+            else None
+        )
         per_epoch = len(train_ds) // (cfg.batch_size * d.world)  # type: ignore[arg-type]
         if per_epoch < 1:
-            raise ValueError(f"{len(train_ds)} training samples cannot fill one batch of "  # type: ignore[arg-type]
-                             f"{cfg.batch_size} x {d.world} processes")
+            raise ValueError(
+                f"{len(train_ds)} training samples cannot fill one batch of "  # type: ignore[arg-type]
+                f"{cfg.batch_size} x {d.world} processes"
+            )
         if cfg.max_steps_per_epoch:
             per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
         total_steps = per_epoch * cfg.epochs
@@ -490,8 +553,10 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             fresh = check_state_dict(model, weights, source=str(cfg.init_from), missing_ok=True)
             untrained = [k for k in fresh if cfg.train_only and not _selected(k, cfg.train_only)]
             if untrained:
-                raise ValueError(f"--init-from {cfg.init_from} lacks {len(untrained)} weights outside "
-                                 f"--train-only (they would stay random), e.g. {untrained[0]}")
+                raise ValueError(
+                    f"--init-from {cfg.init_from} lacks {len(untrained)} weights outside "
+                    f"--train-only (they would stay random), e.g. {untrained[0]}"
+                )
             model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
             init_from = str(Path(cfg.init_from).resolve())
             data_info["init_from"] = init_from
@@ -507,8 +572,9 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             data_info["seg_class_pixel_counts"] = counts.tolist()
             data_info["seg_class_weights"] = [round(v, 4) for v in class_weights]
 
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
         scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
@@ -520,8 +586,10 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             weights_path = state_path.with_name("last.safetensors")
             for p in (state_path, weights_path):
                 if not p.is_file():
-                    raise FileNotFoundError(f"--resume {cfg.resume}: {p} not found (a run folder written by "
-                                            "sccosf-train has last_state.pt and last.safetensors)")
+                    raise FileNotFoundError(
+                        f"--resume {cfg.resume}: {p} not found (a run folder written by "
+                        "sccosf-train has last_state.pt and last.safetensors)"
+                    )
             try:
                 state = torch.load(state_path, map_location="cpu", weights_only=True)
             except Exception as exc:
@@ -541,16 +609,24 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
         ddp_model: torch.nn.Module = model
         if d.world > 1:
             ddp_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
 
         w = cfg.loss_weights(class_weights)
         train_log = _CsvLog(out / "train_log.csv", bool(cfg.resume)) if d.main else None
         val_log = _CsvLog(out / "val_log.csv", bool(cfg.resume)) if d.main else None
         tb = _tensorboard(out, cfg.tensorboard) if d.main else None
         if d.main:
-            (out / "split.json").write_text(json.dumps(
-                {"msrs_root": data_info.get("msrs_root"), "train": data_info.get("train_names", []),
-                 "val": data_info.get("val_names", [])}, indent=1))
+            (out / "split.json").write_text(
+                json.dumps(
+                    {
+                        "msrs_root": data_info.get("msrs_root"),
+                        "train": data_info.get("train_names", []),
+                        "val": data_info.get("val_names", []),
+                    },
+                    indent=1,
+                )
+            )
 
         command = command if command is not None else sys.argv
         t_start = time.perf_counter()
@@ -565,15 +641,23 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
             else:
                 g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
                 loader_sampler = RandomSampler(train_ds, generator=g)  # type: ignore[arg-type]
-            loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=loader_sampler, drop_last=True,
-                                num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
-                                pin_memory=device.type == "cuda", persistent_workers=False,
-                                # Workers are made anew each epoch (they must see the new epoch's
-                                # augmentation seed); forking the trainer once its OpenMP pool exists
-                                # hung a worker here (epoch 3, 2 CPU cores), so fork from a clean server.
-                                multiprocessing_context="forkserver" if cfg.workers else None)
-            bar = tqdm(total=per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress
-                                                                                             and d.main))
+            loader = DataLoader(
+                train_ds,
+                batch_size=cfg.batch_size,
+                sampler=loader_sampler,
+                drop_last=True,
+                num_workers=cfg.workers,
+                worker_init_fn=_worker_init if cfg.workers else None,
+                pin_memory=device.type == "cuda",
+                persistent_workers=False,
+                # Workers are made anew each epoch (they must see the new epoch's
+                # augmentation seed); forking the trainer once its OpenMP pool exists
+                # hung a worker here (epoch 3, 2 CPU cores), so fork from a clean server.
+                multiprocessing_context="forkserver" if cfg.workers else None,
+            )
+            bar = tqdm(
+                total=per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and d.main)
+            )
             sums: dict[str, float] = {}
             n_steps = 0
             t_prev = time.perf_counter()
@@ -622,17 +706,25 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{ips:.1f}")
                 bar.update(1)
                 if d.main and (step % cfg.log_every == 0 or i == 0):
-                    row = {"step": step, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],
-                           "grad_norm": float(gnorm), "images_per_s": ips,
-                           **{k: float(v.detach()) for k, v in losses.items()}}
+                    row = {
+                        "step": step,
+                        "epoch": epoch + 1,
+                        "lr": sched.get_last_lr()[0],
+                        "grad_norm": float(gnorm),
+                        "images_per_s": ips,
+                        **{k: float(v.detach()) for k, v in losses.items()},
+                    }
                     train_log.write(row)  # type: ignore[union-attr]
                     if tb is not None:
                         for k, v in row.items():
                             if k not in ("step", "epoch"):
                                 tb.add_scalar(f"train/{k}", v, step)
             bar.close()
-            epoch_row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
-                                         **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}}
+            epoch_row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": step,
+                **{f"train_{k}": v / max(1, n_steps) for k, v in sums.items()},
+            }
             epoch_row["images_per_s"] = train_images / train_time if train_time else float("nan")
             improved = False
             if d.main and vals and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
@@ -641,7 +733,7 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
                 epoch_row["val_time_s"] = time.perf_counter() - t_val
                 key = cfg.best_metric if cfg.best_metric in epoch_row else "val_loss"
                 score = epoch_row[key]
-                better = (best is None or (score > best["score"] if key == "miou" else score < best["score"]))
+                better = best is None or (score > best["score"] if key == "miou" else score < best["score"])
                 if better:
                     best = {"metric": key, "score": float(score), "epoch": epoch + 1}
                     improved = True
@@ -655,19 +747,45 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
                     for k, v in epoch_row.items():
                         if isinstance(v, float) and math.isfinite(v):
                             tb.add_scalar(f"epoch/{k}", v, epoch + 1)
-                summary = _summary(cfg, command, data_info, history, best, epoch + 1, t_start, train_images,
-                                   train_time, d, device, amp, resumed_from, skipped)
-                meta = CheckpointMeta.for_model(model, preset=cfg.preset, training=summary,
-                                                class_names=_class_names(cfg.num_classes),
-                                                palette=_palette(cfg.num_classes))
+                summary = _summary(
+                    cfg,
+                    command,
+                    data_info,
+                    history,
+                    best,
+                    epoch + 1,
+                    t_start,
+                    train_images,
+                    train_time,
+                    d,
+                    device,
+                    amp,
+                    resumed_from,
+                    skipped,
+                )
+                meta = CheckpointMeta.for_model(
+                    model,
+                    preset=cfg.preset,
+                    training=summary,
+                    class_names=_class_names(cfg.num_classes),
+                    palette=_palette(cfg.num_classes),
+                )
                 save_checkpoint(out / "last.safetensors", model, meta)
                 if improved:
                     save_checkpoint(out / "best.safetensors", model, meta)
-                _atomic_torch_save({
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "best": best,
-                    "history_json": json.dumps(history), "torch_rng": torch.get_rng_state(),
-                }, out / "last_state.pt")
+                _atomic_torch_save(
+                    {
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "epoch": epoch,
+                        "step": step,
+                        "best": best,
+                        "history_json": json.dumps(history),
+                        "torch_rng": torch.get_rng_state(),
+                    },
+                    out / "last_state.pt",
+                )
                 (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
                 if cfg.progress:
                     tqdm.write(_epoch_line(epoch_row))
@@ -675,8 +793,22 @@ def train(cfg: TrainConfig, command: list[str] | None = None) -> dict[str, Any]:
                 dist.barrier()
         if tb is not None:
             tb.close()
-        return _summary(cfg, command, data_info, history, best, cfg.epochs, t_start, train_images,
-                        train_time, d, device, amp, resumed_from, skipped)
+        return _summary(
+            cfg,
+            command,
+            data_info,
+            history,
+            best,
+            cfg.epochs,
+            t_start,
+            train_images,
+            train_time,
+            d,
+            device,
+            amp,
+            resumed_from,
+            skipped,
+        )
     finally:
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -702,32 +834,46 @@ def _epoch_line(row: dict[str, Any]) -> str:
     return "  ".join(f"{k}={_fmt(row[k])}" for k in keys if k in row)
 
 
-def _summary(cfg: TrainConfig, command: list[str], data: dict[str, Any], history: list[dict[str, Any]],
-             best: dict[str, Any] | None, epochs_done: int, t_start: float, images: int, seconds: float,
-             d: _Dist, device: torch.device, amp: torch.dtype | None, resumed_from: str | None,
-             skipped: int) -> dict[str, Any]:
+def _summary(
+    cfg: TrainConfig,
+    command: list[str],
+    data: dict[str, Any],
+    history: list[dict[str, Any]],
+    best: dict[str, Any] | None,
+    epochs_done: int,
+    t_start: float,
+    images: int,
+    seconds: float,
+    d: _Dist,
+    device: torch.device,
+    amp: torch.dtype | None,
+    resumed_from: str | None,
+    skipped: int,
+) -> dict[str, Any]:
     """The training record stored in the checkpoints' metadata and in summary.json."""
     best_row = next((r for r in history if best and r["epoch"] == best["epoch"]), None)
-    return _finite_json({
-        "tool": "sccosf-train",
-        "command": shlex.join(command),
-        "config": asdict(cfg),
-        "data": data,
-        "synthetic_labels_note": "segmentation labels come only from procedurally generated synthetic "
-        "scenes unless a labelled MSRS-layout folder was given; unlabelled real pairs train fusion only",
-        "epochs_completed": epochs_done,
-        "wall_time_s": round(time.perf_counter() - t_start, 2),
-        "train_images_per_s": round(images / seconds, 3) if seconds else None,
-        "world_size": d.world,
-        "device": str(device),
-        "amp": str(amp).replace("torch.", "") if amp else "off",
-        "machine": _machine(),
-        "best": best,
-        "best_validation": best_row,
-        "history": history,
-        "resumed_from": resumed_from,
-        "skipped_nonfinite_steps": skipped,
-    })
+    return _finite_json(
+        {
+            "tool": "sccosf-train",
+            "command": shlex.join(command),
+            "config": asdict(cfg),
+            "data": data,
+            "synthetic_labels_note": "segmentation labels come only from procedurally generated synthetic "
+            "scenes unless a labelled MSRS-layout folder was given; unlabelled real pairs train fusion only",
+            "epochs_completed": epochs_done,
+            "wall_time_s": round(time.perf_counter() - t_start, 2),
+            "train_images_per_s": round(images / seconds, 3) if seconds else None,
+            "world_size": d.world,
+            "device": str(device),
+            "amp": str(amp).replace("torch.", "") if amp else "off",
+            "machine": _machine(),
+            "best": best,
+            "best_validation": best_row,
+            "history": history,
+            "resumed_from": resumed_from,
+            "skipped_nonfinite_steps": skipped,
+        }
+    )
 
 
 def _finite_json(obj: Any) -> Any:

@@ -81,8 +81,20 @@ def test_bad_encoding_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("thermal_encoding", ["mono8", "16UC1"])
 def test_synthetic_bag_rates_offsets_and_labels(tmp_path: Path, thermal_encoding: str) -> None:
     path = tmp_path / "demo"
-    rc = bag_cli.main(["demo", str(path), "--seconds", "2", "--size", "48x64", "--seed", "3",
-                       "--thermal-encoding", thermal_encoding])
+    rc = bag_cli.main(
+        [
+            "demo",
+            str(path),
+            "--seconds",
+            "2",
+            "--size",
+            "48x64",
+            "--seed",
+            "3",
+            "--thermal-encoding",
+            thermal_encoding,
+        ]
+    )
     assert rc == 0
     info = bags.bag_info(path)
     rgb, thermal, labels = (info.topic(t) for t in (bags.RGB_TOPIC, bags.THERMAL_TOPIC, bags.LABEL_TOPIC))
@@ -113,8 +125,20 @@ def test_from_folder_and_info_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
         cv2.imwrite(str(tmp_path / "ir" / f"{name}.png"), rng.integers(0, 65535, (20, 30), dtype=np.uint16))
         cv2.imwrite(str(tmp_path / "lab" / f"{name}.png"), rng.integers(0, 9, (20, 30), dtype=np.uint8))
     out = tmp_path / "bag"
-    argv = ["from-folder", str(out), "--rgb", str(tmp_path / "vi"), "--thermal", str(tmp_path / "ir"),
-            "--labels", str(tmp_path / "lab"), "--rate", "5", "--storage", "sqlite3"]
+    argv = [
+        "from-folder",
+        str(out),
+        "--rgb",
+        str(tmp_path / "vi"),
+        "--thermal",
+        str(tmp_path / "ir"),
+        "--labels",
+        str(tmp_path / "lab"),
+        "--rate",
+        "5",
+        "--storage",
+        "sqlite3",
+    ]
     assert bag_cli.main(argv) == 0
     thermal = [m for m in bags.read_images(out, [bags.THERMAL_TOPIC])]
     ref = cv2.imread(str(tmp_path / "ir" / "00002N.png"), cv2.IMREAD_UNCHANGED)
@@ -129,6 +153,17 @@ def test_from_folder_and_info_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     # No names in common: the error says how pairs are matched.
     (tmp_path / "ir2").mkdir()
     cv2.imwrite(str(tmp_path / "ir2" / "other.png"), np.zeros((20, 30), np.uint8))
-    assert bag_cli.main(["from-folder", str(tmp_path / "b2"), "--rgb", str(tmp_path / "vi"),
-                         "--thermal", str(tmp_path / "ir2")]) == 2
+    assert (
+        bag_cli.main(
+            [
+                "from-folder",
+                str(tmp_path / "b2"),
+                "--rgb",
+                str(tmp_path / "vi"),
+                "--thermal",
+                str(tmp_path / "ir2"),
+            ]
+        )
+        == 2
+    )
     assert "file stem" in capsys.readouterr().err

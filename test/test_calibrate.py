@@ -38,8 +38,26 @@ def test_calibration_shifts_logits_by_alpha_log_w_and_keeps_the_fused_image(tmp_
     meta = CheckpointMeta.for_model(model, preset="tiny", training=_stage(["icrm.refine"], WEIGHTS))
     src = save_checkpoint(tmp_path / "src.safetensors", model, meta)
     dst = tmp_path / "dst.safetensors"
-    assert main([str(src), str(dst), "--alphas", "0", "0.5", "1", "--scenes", "2", "--size", "64", "80",
-                 "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                str(src),
+                str(dst),
+                "--alphas",
+                "0",
+                "0.5",
+                "1",
+                "--scenes",
+                "2",
+                "--size",
+                "64",
+                "80",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
 
     cal = read_checkpoint_meta(dst).training["calibration"]
     alpha = cal["alpha"]

@@ -82,12 +82,19 @@ def test_meta_validation() -> None:
         CheckpointMeta(preset="x", config={}, num_classes=3, class_names=["a"], palette=[(0, 0, 0)] * 3)
     with pytest.raises(ValueError, match=r"0\.\.255"):
         CheckpointMeta(preset="x", config={}, num_classes=1, class_names=["a"], palette=[(0, 0, 256)])
-    meta = CheckpointMeta(preset="x", config={}, num_classes=1, class_names=["a"], palette=[(0, 0, 0)],
-                          training={"out": Path("/tmp/run"), "lr": np.float32(0.5)})
+    meta = CheckpointMeta(
+        preset="x",
+        config={},
+        num_classes=1,
+        class_names=["a"],
+        palette=[(0, 0, 0)],
+        training={"out": Path("/tmp/run"), "lr": np.float32(0.5)},
+    )
     assert meta.training == {"out": "/tmp/run", "lr": "0.5"}
     with pytest.raises(ValueError, match="config is not JSON-serialisable"):
-        CheckpointMeta(preset="x", config={"p": Path("/")}, num_classes=1, class_names=["a"],
-                       palette=[(0, 0, 0)])
+        CheckpointMeta(
+            preset="x", config={"p": Path("/")}, num_classes=1, class_names=["a"], palette=[(0, 0, 0)]
+        )
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -185,5 +192,8 @@ def test_missing_ok_returns_the_keys_a_fine_tuned_model_gained() -> None:
     assert fresh and all(k.startswith("icrm.refine.") for k in fresh)
     assert check_state_dict(refined, refined.state_dict(), missing_ok=True) == []
     with pytest.raises(CheckpointError, match="unexpected keys"):  # still strict the other way round
-        check_state_dict(build_model_from_config(replace(refined.config, seg_refine=0)),
-                         refined.state_dict(), missing_ok=True)
+        check_state_dict(
+            build_model_from_config(replace(refined.config, seg_refine=0)),
+            refined.state_dict(),
+            missing_ok=True,
+        )

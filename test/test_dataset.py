@@ -76,8 +76,17 @@ def test_augmentation_moves_images_and_labels_together():
     labels[5:20, 50:70] = 3
     code = (labels.astype(np.float32) * 60).astype(np.uint8)
     rgb = np.stack([code, code, code], -1)
-    cfg = AugmentConfig(brightness=0, contrast=0, saturation=0, gamma=(1, 1), thermal_gain=0,
-                        thermal_offset=0, thermal_noise=0, scale=(0.6, 1.6), hflip=0.5)
+    cfg = AugmentConfig(
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        gamma=(1, 1),
+        thermal_gain=0,
+        thermal_offset=0,
+        thermal_noise=0,
+        scale=(0.6, 1.6),
+        hflip=0.5,
+    )
     changed = 0
     for seed in range(12):
         rng = np.random.default_rng(seed)

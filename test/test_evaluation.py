@@ -86,15 +86,32 @@ def test_evaluate_small_bag(small_bag: Path, random_checkpoint: Path, tmp_path: 
     assert all(int(m.array.max()) < 9 for m in masks)
 
 
-def test_cli_errors_and_no_labels(small_bag: Path, random_checkpoint: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_and_no_labels(
+    small_bag: Path, random_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = eval_cli.main([str(small_bag), "--out", str(tmp_path / "x"), "--thermal-topic", "/flir/image"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "/flir/image" in err and bags.THERMAL_TOPIC in err  # says what the bag holds
-    rc = eval_cli.main([str(small_bag), "--out", str(tmp_path / "y"), "--checkpoint", str(random_checkpoint),
-                        "--device", "cpu", "--threads", "1", "--label-topic", "/nope", "--max-pairs", "2",
-                        "--no-bag", "--no-progress"])
+    rc = eval_cli.main(
+        [
+            str(small_bag),
+            "--out",
+            str(tmp_path / "y"),
+            "--checkpoint",
+            str(random_checkpoint),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--label-topic",
+            "/nope",
+            "--max-pairs",
+            "2",
+            "--no-bag",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "y" / "report.json").read_text())
     assert report["pairs"]["pairs_evaluated"] == 2 and report["segmentation"] is None

@@ -30,12 +30,25 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _args(rgb: Path, th: Path, out: Path, ckpt: Path, *extra: str) -> list[str]:
-    return ["--rgb", str(rgb), "--thermal", str(th), "--out", str(out), "--checkpoint", str(ckpt),
-            "--device", "cpu", "--quiet", *extra]
+    return [
+        "--rgb",
+        str(rgb),
+        "--thermal",
+        str(th),
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
-def test_writes_four_folders(folders: tuple[Path, Path], tmp_path: Path, random_checkpoint: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_writes_four_folders(
+    folders: tuple[Path, Path], tmp_path: Path, random_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert main(_args(*folders, out, random_checkpoint, "--overlay-alpha", "0.3")) == 0
     for name in OUTPUT_DIRS:
@@ -50,8 +63,9 @@ def test_writes_four_folders(folders: tuple[Path, Path], tmp_path: Path, random_
     assert "2 pairs fused" in captured.out and "1 unpaired" in captured.out
 
 
-def test_unreadable_file_is_skipped(folders: tuple[Path, Path], tmp_path: Path, random_checkpoint: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_file_is_skipped(
+    folders: tuple[Path, Path], tmp_path: Path, random_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rgb_dir, th_dir = folders
     (th_dir / "a.png").write_bytes(b"not a png")
     out = tmp_path / "out"
@@ -60,8 +74,9 @@ def test_unreadable_file_is_skipped(folders: tuple[Path, Path], tmp_path: Path, 
     assert "skipping a" in capsys.readouterr().err
 
 
-def test_no_pairs_is_a_clear_error(tmp_path: Path, random_checkpoint: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_pairs_is_a_clear_error(
+    tmp_path: Path, random_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "vi").mkdir()
     (tmp_path / "ir").mkdir()
     cv2.imwrite(str(tmp_path / "vi" / "x.png"), np.zeros((8, 8, 3), np.uint8))
@@ -72,8 +87,9 @@ def test_no_pairs_is_a_clear_error(tmp_path: Path, random_checkpoint: Path,
     assert "is not a directory" in capsys.readouterr().err
 
 
-def test_bad_options_are_clear_errors(folders: tuple[Path, Path], tmp_path: Path, random_checkpoint: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options_are_clear_errors(
+    folders: tuple[Path, Path], tmp_path: Path, random_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert main(_args(*folders, out, tmp_path / "none.safetensors")) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
@@ -88,7 +104,10 @@ def test_bad_options_are_clear_errors(folders: tuple[Path, Path], tmp_path: Path
 def test_console_entry_exit_code_without_traceback(folders: tuple[Path, Path], tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sccosf_ros.cli.fuse", *_args(*folders, tmp_path / "o", tmp_path / "no.st")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2
     assert "sccosf-fuse: error:" in proc.stderr and "Traceback" not in proc.stderr

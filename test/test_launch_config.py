@@ -15,8 +15,14 @@ from sccosf_ros.node.params import PARAMETERS, SPECS, ParameterError, launch_ove
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "fusion.yaml"
 LAUNCH_PATH = ROOT / "launch" / "fusion.launch.py"
-EXTRA_LAUNCH_ARGS = {"params_file", "namespace", "use_sim_time", "rgb_topic", "thermal_topic",
-                     "fastdds_profile"}
+EXTRA_LAUNCH_ARGS = {
+    "params_file",
+    "namespace",
+    "use_sim_time",
+    "rgb_topic",
+    "thermal_topic",
+    "fastdds_profile",
+}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -77,8 +83,9 @@ def test_launch_loads_the_shipped_fastdds_profile_unless_the_shell_sets_one(monk
     ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
     root = ET.parse(shipped).getroot()
     assert root.find("f:participant", ns).get("is_default_profile") == "true"
-    segment = int(root.find("f:transport_descriptors/f:transport_descriptor[f:type='SHM']/f:segment_size",
-                            ns).text)
+    segment = int(
+        root.find("f:transport_descriptors/f:transport_descriptor[f:type='SHM']/f:segment_size", ns).text
+    )
     assert segment >= 12 * 640 * 480 * 3
 
 

@@ -64,8 +64,11 @@ def test_class_weights_match_torch_weighted_mean_and_keep_ohem_hardness_unweight
     # Uniform weights change nothing, with or without OHEM: hardness is judged before weighting.
     ones = torch.ones(9)
     for kw in ({}, {"ohem_thresh": 0.7, "ohem_min_kept": 50}):
-        assert torch.allclose(segmentation_loss(logits, labels, class_weights=ones, **kw),
-                              segmentation_loss(logits, labels, **kw), atol=1e-6)
+        assert torch.allclose(
+            segmentation_loss(logits, labels, class_weights=ones, **kw),
+            segmentation_loss(logits, labels, **kw),
+            atol=1e-6,
+        )
 
 
 def test_enet_weights_favour_rare_classes_and_are_bounded():

@@ -126,8 +126,9 @@ def test_imagenet_weights_load() -> None:
     model = build_model("tiny", pretrained_encoder=path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     torch.testing.assert_close(model.encoder.features[0][0].weight, state["features.0.0.weight"])
-    torch.testing.assert_close(model.encoder.features[17].conv[0][1].running_var,
-                               state["features.17.conv.0.1.running_var"])
+    torch.testing.assert_close(
+        model.encoder.features[17].conv[0][1].running_var, state["features.17.conv.0.1.running_var"]
+    )
 
 
 def test_wrong_weights_file_is_refused(tmp_path: Path) -> None:

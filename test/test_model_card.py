@@ -27,9 +27,11 @@ def test_max_baseline_takes_brighter_luminance_and_keeps_chroma() -> None:
 
 
 def test_pairs_won_counts_strict_wins_per_metric() -> None:
-    rows = {"ours": [{"EN": 2.0, "SD": 1.0}, {"EN": 1.0, "SD": 1.0}],
-            "seafusion": [{"EN": 1.0, "SD": 1.0}, {"EN": 3.0, "SD": 0.5}],
-            "max": [{"EN": 0.0, "SD": 0.0}, {"EN": 0.0, "SD": 2.0}]}
+    rows = {
+        "ours": [{"EN": 2.0, "SD": 1.0}, {"EN": 1.0, "SD": 1.0}],
+        "seafusion": [{"EN": 1.0, "SD": 1.0}, {"EN": 3.0, "SD": 0.5}],
+        "max": [{"EN": 0.0, "SD": 0.0}, {"EN": 0.0, "SD": 2.0}],
+    }
     won = pairs_won(rows)
     assert won["seafusion"]["EN"] == 1 and won["seafusion"]["SD"] == 1  # a tie is not a win
     assert won["max"]["EN"] == 2 and won["max"]["SD"] == 1
@@ -48,8 +50,23 @@ def test_model_card_run_on_small_folder(tmp_path: Path, random_checkpoint: Path)
         if i:  # two of three have a "published" output: they are the validation split
             cv2.imwrite(str(root / "seafusion" / f"{name}.png"), vi)
     out = tmp_path / "card"
-    rc = main(["--checkpoint", str(random_checkpoint), "--msrs-root", str(root), "--out", str(out),
-               "--synthetic-scenes", "2", "--synthetic-size", "64", "80", "--threads", "1"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(random_checkpoint),
+            "--msrs-root",
+            str(root),
+            "--out",
+            str(out),
+            "--synthetic-scenes",
+            "2",
+            "--synthetic-size",
+            "64",
+            "80",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     card = json.loads((out / "model_card.json").read_text())
     assert card["fusion"]["pairs"] == 2

@@ -30,14 +30,22 @@ def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_live_replay_through_node(tiny_bag: Path, random_checkpoint: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_replay_through_node(
+    tiny_bag: Path, random_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sccosf_ros.paths import FASTDDS_PROFILE_ENV, fastdds_profile_path
 
     monkeypatch.delenv(FASTDDS_PROFILE_ENV, raising=False)  # replay sets it for itself and the node
     out = tmp_path / "replay"
-    cfg = ReplayConfig(checkpoint=random_checkpoint, device="cpu", domain_id=_domain_id(0), progress=False,
-                       startup_timeout_s=90, drain_timeout_s=30, num_threads=1)
+    cfg = ReplayConfig(
+        checkpoint=random_checkpoint,
+        device="cpu",
+        domain_id=_domain_id(0),
+        progress=False,
+        startup_timeout_s=90,
+        drain_timeout_s=30,
+        num_threads=1,
+    )
     report = replay_bag(tiny_bag, out, cfg)
 
     pairs = report["pairs"]

@@ -54,8 +54,10 @@ def test_default_engine_fuses_a_night_scene() -> None:
 
 def test_switching_the_segmentation_refinement_off_keeps_the_fused_image() -> None:
     scene = generate_scene(321, 240, 320)
-    with FusionEngine(device="cpu", num_threads=1) as full, \
-            FusionEngine(device="cpu", num_threads=1, seg_refine=False) as coarse:
+    with (
+        FusionEngine(device="cpu", num_threads=1) as full,
+        FusionEngine(device="cpu", num_threads=1, seg_refine=False) as coarse,
+    ):
         assert full.seg_refine and not coarse.seg_refine
         a, b = full.infer(scene.rgb, scene.thermal), coarse.infer(scene.rgb, scene.thermal)
     assert np.array_equal(a.fused, b.fused)

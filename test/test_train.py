@@ -18,9 +18,21 @@ from sccosf_train.train import TrainConfig, estimate_class_counts, lr_lambda, tr
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {  # 8 synthetic 64x80 scenes, batch 2 -> 4 steps/epoch; no augmentation so the loss can fall
-    "synthetic_train": 8, "synthetic_val": 2, "synthetic_size": (64, 80), "crop": (64, 80), "augment": False,
-    "batch_size": 2, "val_batch_size": 2, "workers": 0, "schedule": "constant", "warmup_steps": 0,
-    "lr": 5e-3, "log_every": 1, "progress": False, "tensorboard": False, "pretrained_encoder": "none",
+    "synthetic_train": 8,
+    "synthetic_val": 2,
+    "synthetic_size": (64, 80),
+    "crop": (64, 80),
+    "augment": False,
+    "batch_size": 2,
+    "val_batch_size": 2,
+    "workers": 0,
+    "schedule": "constant",
+    "warmup_steps": 0,
+    "lr": 5e-3,
+    "log_every": 1,
+    "progress": False,
+    "tensorboard": False,
+    "pretrained_encoder": "none",
 }
 
 
@@ -77,8 +89,14 @@ def test_smoke_training_loss_falls_exports_engine_checkpoint_and_resumes(tmp_pat
     first = np.mean([float(r["total"]) for r in rows[:4]])
     last = np.mean([float(r["total"]) for r in rows[-4:]])
     assert np.isfinite(first) and last < first * 0.8, (first, last)
-    for name in ("best.safetensors", "last.safetensors", "last_state.pt", "summary.json", "split.json",
-                 "val_log.csv"):
+    for name in (
+        "best.safetensors",
+        "last.safetensors",
+        "last_state.pt",
+        "summary.json",
+        "split.json",
+        "val_log.csv",
+    ):
         assert (out / name).is_file(), name
     val_rows = _rows(out / "val_log.csv")
     assert len(val_rows) == 5 and val_rows[0]["miou"] == "" and float(val_rows[-1]["miou"]) >= 0
@@ -96,8 +114,9 @@ def test_smoke_training_loss_falls_exports_engine_checkpoint_and_resumes(tmp_pat
     assert res.fused.shape == (64, 80, 3) and res.mask.shape == (64, 80)
     engine.close()
 
-    resumed = train(TrainConfig(**TINY, epochs=6, val_every=5, max_steps_per_epoch=1, out=str(out),
-                                resume=str(out)))
+    resumed = train(
+        TrainConfig(**TINY, epochs=6, val_every=5, max_steps_per_epoch=1, out=str(out), resume=str(out))
+    )
     assert resumed["resumed_from"].endswith("last_state.pt")
     assert [r["epoch"] for r in resumed["history"]] == list(range(1, 7))
     rows = _rows(out / "train_log.csv")
@@ -152,8 +171,15 @@ def test_init_from_starts_at_the_checkpoint_weights(tmp_path, one_thread, random
     out = tmp_path / "ft"
     # lr 0: the optimizer moves nothing, so the exported weights are the initial ones (BatchNorm running
     # statistics still update in train mode and are left out of the comparison).
-    cfg = TrainConfig(**{**TINY, "lr": 0.0}, epochs=1, max_steps_per_epoch=1, out=str(out),
-                      init_from=str(random_checkpoint), seg_class_weights="enet", synthetic_fresh=True)
+    cfg = TrainConfig(
+        **{**TINY, "lr": 0.0},
+        epochs=1,
+        max_steps_per_epoch=1,
+        out=str(out),
+        init_from=str(random_checkpoint),
+        seg_class_weights="enet",
+        synthetic_fresh=True,
+    )
     summary = train(cfg, command=["pytest-init"])
     start, _ = load_checkpoint(random_checkpoint)
     after, _ = load_checkpoint(out / "last.safetensors")
@@ -166,13 +192,52 @@ def test_init_from_starts_at_the_checkpoint_weights(tmp_path, one_thread, random
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_only_rank0_writes(tmp_path):
     out = tmp_path / "ddp"
-    args = ["--synthetic-train", "8", "--synthetic-val", "2", "--synthetic-size", "64", "80", "--crop", "64",
-            "80", "--batch-size", "2", "--val-batch-size", "2", "--epochs", "1", "--max-steps-per-epoch", "2",
-            "--workers", "0", "--log-every", "1", "--progress", "false", "--tensorboard", "false",
-            "--pretrained-encoder", "none", "--device", "cpu", "--out", str(out)]
+    args = [
+        "--synthetic-train",
+        "8",
+        "--synthetic-val",
+        "2",
+        "--synthetic-size",
+        "64",
+        "80",
+        "--crop",
+        "64",
+        "80",
+        "--batch-size",
+        "2",
+        "--val-batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "2",
+        "--workers",
+        "0",
+        "--log-every",
+        "1",
+        "--progress",
+        "false",
+        "--tensorboard",
+        "false",
+        "--pretrained-encoder",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "sccosf_train.cli", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "sccosf_train.cli",
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -181,8 +246,16 @@ def test_ddp_two_gloo_processes_only_rank0_writes(tmp_path):
     steps = [int(r["step"]) for r in rows]
     assert steps == [1, 2]  # one writer: no duplicated rows from rank 1
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["best.safetensors", "last.safetensors", "last_state.pt", "split.json", "summary.json",
-         "train_log.csv", "val_log.csv"])
+        [
+            "best.safetensors",
+            "last.safetensors",
+            "last_state.pt",
+            "split.json",
+            "summary.json",
+            "train_log.csv",
+            "val_log.csv",
+        ]
+    )
     assert proc.stdout.count("outputs in") == 1
 
 
@@ -200,14 +273,21 @@ def coarse_checkpoint(tmp_path):
     return save_checkpoint(tmp_path / "coarse.safetensors", model, meta)
 
 
-def test_train_only_adds_a_refinement_and_leaves_the_fused_image_alone(tmp_path, one_thread,
-                                                                       coarse_checkpoint):
+def test_train_only_adds_a_refinement_and_leaves_the_fused_image_alone(
+    tmp_path, one_thread, coarse_checkpoint
+):
     from sccosf_ros.checkpoint import build_from_checkpoint, load_checkpoint
     from sccosf_train.synthetic import generate_scene
 
     out = tmp_path / "refine"
-    cfg = TrainConfig(**TINY, epochs=1, max_steps_per_epoch=2, out=str(out), init_from=str(coarse_checkpoint),
-                      train_only=("icrm.head", "icrm.refine"))
+    cfg = TrainConfig(
+        **TINY,
+        epochs=1,
+        max_steps_per_epoch=2,
+        out=str(out),
+        init_from=str(coarse_checkpoint),
+        train_only=("icrm.head", "icrm.refine"),
+    )
     summary = train(cfg, command=["pytest-refine"])
     data = summary["data"]
     assert data["initialised_fresh"] and all(k.startswith("icrm.refine.") for k in data["initialised_fresh"])
@@ -233,9 +313,17 @@ def test_train_only_adds_a_refinement_and_leaves_the_fused_image_alone(tmp_path,
 
 
 def test_train_only_refuses_selections_that_train_nothing_or_leave_new_weights_random(
-        tmp_path, one_thread, coarse_checkpoint):
+    tmp_path, one_thread, coarse_checkpoint
+):
     with pytest.raises(ValueError, match="stay random"):
-        train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "a"), init_from=str(coarse_checkpoint),
-                          train_only=("icrm.head",)))
+        train(
+            TrainConfig(
+                **TINY,
+                epochs=1,
+                out=str(tmp_path / "a"),
+                init_from=str(coarse_checkpoint),
+                train_only=("icrm.head",),
+            )
+        )
     with pytest.raises(ValueError, match="selects no parameter"):
         train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "b"), train_only=("no.such.module",)))

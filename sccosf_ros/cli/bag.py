@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=10.0)
     demo.add_argument("--size", type=parse_size, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--thermal-encoding", choices=("mono8", "16UC1", "mono16"), default="mono8",
-                      help="16UC1/mono16 write raw 16-bit counts as thermal drivers do")
+    demo.add_argument(
+        "--thermal-encoding",
+        choices=("mono8", "16UC1", "mono16"),
+        default="mono8",
+        help="16UC1/mono16 write raw 16-bit counts as thermal drivers do",
+    )
     demo.add_argument("--rgb-hz", type=float, default=30.0)
     demo.add_argument("--thermal-hz", type=float, default=9.0)
     demo.add_argument("--no-labels", action="store_true", help=f"omit {bags.LABEL_TOPIC}")
@@ -60,9 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             spec = bags.SyntheticBagSpec(
-                seconds=args.seconds, height=args.size[0], width=args.size[1], seed=args.seed,
-                rgb_hz=args.rgb_hz, thermal_hz=args.thermal_hz, thermal_encoding=args.thermal_encoding,
-                labels=not args.no_labels, storage=args.storage,
+                seconds=args.seconds,
+                height=args.size[0],
+                width=args.size[1],
+                seed=args.seed,
+                rgb_hz=args.rgb_hz,
+                thermal_hz=args.thermal_hz,
+                thermal_encoding=args.thermal_encoding,
+                labels=not args.no_labels,
+                storage=args.storage,
             )
             counts = bags.write_synthetic_bag(args.out, spec)
             print(f"wrote {args.out}: " + ", ".join(f"{t} x{n}" for t, n in sorted(counts.items())))

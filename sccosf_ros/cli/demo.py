@@ -32,17 +32,22 @@ def _fresh(path: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sccosf-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sccosf-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     parser.add_argument("--checkpoint", help="model file; default: the shipped sccosf_tiny model")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the synthetic bag")
     parser.add_argument("--size", type=parse_size, default=(240, 320), help="HEIGHTxWIDTH (default 240x320)")
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for the node and the evaluator (default 1: they share the "
-                             "CPU, and on 2 busy cores 2 threads measured up to 100x slower; 0 = torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for the node and the evaluator (default 1: they share the "
+        "CPU, and on 2 busy cores 2 threads measured up to 100x slower; 0 = torch's)",
+    )
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline evaluation")
     parser.add_argument("--no-live", action="store_true", help="skip the live replay through the node")
@@ -52,9 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
     if checkpoint is None or not checkpoint.is_file():
-        print(f"demo: error: no model: {checkpoint or DEFAULT_MODEL_NAME} not found. The demo runs the "
-              "shipped models/sccosf_tiny.safetensors; pass --checkpoint FILE (train one with sccosf-train).",
-              file=sys.stderr)
+        print(
+            f"demo: error: no model: {checkpoint or DEFAULT_MODEL_NAME} not found. The demo runs the "
+            "shipped models/sccosf_tiny.safetensors; pass --checkpoint FILE (train one with sccosf-train).",
+            file=sys.stderr,
+        )
         return 2
 
     out = Path(args.out)
@@ -76,8 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[2/3] live replay skipped: rclpy/sensor_msgs not importable ({exc})")
         else:
             print(f"[2/3] live: starting fusion_node, replaying at {args.rate}x")
-            cfg = ReplayConfig(checkpoint=checkpoint, device=args.device, rate=args.rate,
-                               domain_id=args.domain_id, num_threads=args.threads or None)
+            cfg = ReplayConfig(
+                checkpoint=checkpoint,
+                device=args.device,
+                rate=args.rate,
+                domain_id=args.domain_id,
+                num_threads=args.threads or None,
+            )
             try:
                 live = replay_bag(bag, _fresh(out / "live"), cfg)
             except ReplayError as exc:
@@ -97,10 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, rep in (("live", live), ("offline", offline)):
         if rep:
             o = rep["outputs"]
-            print(f"  {name:8s} report {o['report_md']}\n           sheet  {o['contact_sheet']}\n"
-                  f"           bag    {o['output_bag']}")
-    print("  Synthetic scenes: the numbers show that the pipeline works, not how well the model does on\n"
-          "  real cameras (see docs/evaluation.md).")
+            print(
+                f"  {name:8s} report {o['report_md']}\n           sheet  {o['contact_sheet']}\n"
+                f"           bag    {o['output_bag']}"
+            )
+    print(
+        "  Synthetic scenes: the numbers show that the pipeline works, not how well the model does on\n"
+        "  real cameras (see docs/evaluation.md)."
+    )
     return 0
 
 

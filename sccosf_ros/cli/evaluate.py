@@ -18,15 +18,23 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="model file; default: the shipped sccosf_tiny model")
     parser.add_argument("--rgb-topic", default=d.rgb_topic)
     parser.add_argument("--thermal-topic", default=d.thermal_topic)
-    parser.add_argument("--label-topic", default=d.label_topic,
-                        help="mono8 class ids stamped like the RGB frame; '' to skip segmentation scores")
+    parser.add_argument(
+        "--label-topic",
+        default=d.label_topic,
+        help="mono8 class ids stamped like the RGB frame; '' to skip segmentation scores",
+    )
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 is far faster "
-                        "on a small, busy machine, see docs/evaluation.md")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's); 1 is far faster "
+        "on a small, busy machine, see docs/evaluation.md",
+    )
     parser.add_argument("--slop", type=float, default=d.slop, help="pairing tolerance, seconds")
     parser.add_argument("--queue-size", type=int, default=d.queue_size, help="pairing queue per stream")
-    parser.add_argument("--storage", choices=sorted(bags.STORAGES), default=d.storage,
-                        help="output bag storage")
+    parser.add_argument(
+        "--storage", choices=sorted(bags.STORAGES), default=d.storage, help="output bag storage"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -51,21 +59,32 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 def print_summary(report: dict) -> None:
     """The few numbers a user looks at first, and where the rest is."""
     pairs, thr, seg = report["pairs"], report["throughput"], report.get("segmentation")
-    print("pairs: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pairs.items()
-                                if isinstance(v, int) and not isinstance(v, bool)))
+    print(
+        "pairs: "
+        + ", ".join(
+            f"{k.replace('_', ' ')} {v}"
+            for k, v in pairs.items()
+            if isinstance(v, int) and not isinstance(v, bool)
+        )
+    )
     if thr.get("pairs_per_s") is not None:
         print(f"throughput: {thr['pairs_per_s']:.2f} pairs/s over {thr['wall_s']:.1f} s")
     if thr.get("outputs_per_s") is not None and thr.get("input_pairs_per_s") is not None:
-        print(f"throughput: {thr['outputs_per_s']:.2f} outputs/s while {thr['input_pairs_per_s']:.2f} "
-              "input pairs/s were played")
+        print(
+            f"throughput: {thr['outputs_per_s']:.2f} outputs/s while {thr['input_pairs_per_s']:.2f} "
+            "input pairs/s were played"
+        )
     lat = report.get("latency_ms")
     if lat and lat.get("count"):
         print(f"latency: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms")
     mean = report["fusion"]["mean"]
     if mean:
         print("fusion: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items() if v is not None))
-    print(f"mIoU: {seg['miou']:.3f} over {seg['frames']} labelled frames" if seg else
-          f"mIoU: - ({report.get('segmentation_note')})")
+    print(
+        f"mIoU: {seg['miou']:.3f} over {seg['frames']} labelled frames"
+        if seg
+        else f"mIoU: - ({report.get('segmentation_note')})"
+    )
     for w in report.get("warnings", [])[:5]:
         print(f"warning: {w}")
     out = report["outputs"]

@@ -21,8 +21,9 @@ from sccosf_ros.model.profiling import count_flops, scan_flop_report, time_forwa
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sccosf-model-info", description=__doc__)
-    parser.add_argument("--preset", action="append", choices=sorted(PRESETS),
-                        help="preset(s) to report (default: all)")
+    parser.add_argument(
+        "--preset", action="append", choices=sorted(PRESETS), help="preset(s) to report (default: all)"
+    )
     parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
     parser.add_argument("--num-classes", type=int, default=9)
     parser.add_argument("--scan", action="store_true", help="per-SS2D scan FLOPs: counted vs analytic")
@@ -62,17 +63,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(info))
             continue
         ih, iw = model.internal_size(h, w)
-        print(f"{name}: {info['params'] / 1e6:.2f} M params, {total / 1e9:.2f} GFLOPs at {h}x{w} "
-              f"(network at {ih}x{iw}, scans at strides {info['scan_levels']})")
+        print(
+            f"{name}: {info['params'] / 1e6:.2f} M params, {total / 1e9:.2f} GFLOPs at {h}x{w} "
+            f"(network at {ih}x{iw}, scans at strides {info['scan_levels']})"
+        )
         for key, val in parts.items():
             print(f"    {key:8s} {val / 1e9:8.3f} GFLOPs")
         for row in scans:
             gh, gw = row["grid"]
-            print(f"    scan {gh}x{gw} ({row['tokens']} tokens, {row['heads']} heads): counted "
-                  f"{row['counted'] / 1e6:.1f} MFLOPs, recurrence {row['recurrence'] / 1e6:.1f} MFLOPs")
+            print(
+                f"    scan {gh}x{gw} ({row['tokens']} tokens, {row['heads']} heads): counted "
+                f"{row['counted'] / 1e6:.1f} MFLOPs, recurrence {row['recurrence'] / 1e6:.1f} MFLOPs"
+            )
         if args.time:
-            print(f"    forward median {info['forward_s_median']:.3f} s, min {info['forward_s_min']:.3f} s "
-                  f"({args.runs} runs, {args.threads} threads, batch 1, fp32)")
+            print(
+                f"    forward median {info['forward_s_median']:.3f} s, min {info['forward_s_min']:.3f} s "
+                f"({args.runs} runs, {args.threads} threads, batch 1, fp32)"
+            )
     return 0
 
 

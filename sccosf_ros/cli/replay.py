@@ -16,28 +16,50 @@ from sccosf_ros.cli.evaluate import add_common_arguments, config_from_args, prin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sccosf-replay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sccosf-replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_arguments(parser)
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0.5 = half speed)")
-    parser.add_argument("--start-node", action=argparse.BooleanOptionalAction, default=True,
-                        help="start fusion_node as a child process (default) or use a running one")
+    parser.add_argument(
+        "--start-node",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start fusion_node as a child process (default) or use a running one",
+    )
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: the environment's)")
-    parser.add_argument("--startup-timeout", type=float, default=120.0,
-                        help="seconds for the node to load its model and answer a warm-up pair")
-    parser.add_argument("--node-arg", action="append", default=[], metavar="ARG",
-                        help="extra --ros-args item for the started node, e.g. --node-arg=-p "
-                             "--node-arg=input_qos:=reliable (repeatable)")
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds for the node to load its model and answer a warm-up pair",
+    )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra --ros-args item for the started node, e.g. --node-arg=-p "
+        "--node-arg=input_qos:=reliable (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag
     except ImportError as exc:
-        print(f"sccosf-replay: error: needs rclpy and sensor_msgs ({exc}); sccosf-eval works without ROS",
-              file=sys.stderr)
+        print(
+            f"sccosf-replay: error: needs rclpy and sensor_msgs ({exc}); sccosf-eval works without ROS",
+            file=sys.stderr,
+        )
         return 2
     base = config_from_args(args)
-    cfg = ReplayConfig(**vars(base), rate=args.rate, start_node=args.start_node, domain_id=args.domain_id,
-                       startup_timeout_s=args.startup_timeout, node_args=list(args.node_arg))
+    cfg = ReplayConfig(
+        **vars(base),
+        rate=args.rate,
+        start_node=args.start_node,
+        domain_id=args.domain_id,
+        startup_timeout_s=args.startup_timeout,
+        node_args=list(args.node_arg),
+    )
     try:
         report = replay_bag(args.bag, args.out, cfg)
     except (bags.BagError, ReplayError, ValueError, OSError) as exc:

@@ -23,12 +23,20 @@ from torch import Tensor, nn
 __all__ = ["DCR", "CrossCorrection", "ScCFM", "ScFGB", "ScLRB", "conv_bn_act"]
 
 
-def conv_bn_act(cin: int, cout: int, kernel: int = 1, groups: int = 1, dilation: int = 1,
-                act: bool = True) -> nn.Sequential:
+def conv_bn_act(
+    cin: int, cout: int, kernel: int = 1, groups: int = 1, dilation: int = 1, act: bool = True
+) -> nn.Sequential:
     """Conv (no bias) + BatchNorm (+ ReLU): foldable into one conv at export time."""
     layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation, groups=groups,
-                  bias=False),
+        nn.Conv2d(
+            cin,
+            cout,
+            kernel,
+            padding=dilation * (kernel - 1) // 2,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        ),
         nn.BatchNorm2d(cout),
     ]
     if act:
@@ -134,8 +142,9 @@ class DCR(nn.Module):
 class ScCFM(nn.Module):
     """Fuse one encoder stage of both modalities into a single feature map."""
 
-    def __init__(self, cin: int, dim: int, heads: int, pool: int, dilations: tuple[int, ...],
-                 query_stride: int = 1) -> None:
+    def __init__(
+        self, cin: int, dim: int, heads: int, pool: int, dilations: tuple[int, ...], query_stride: int = 1
+    ) -> None:
         super().__init__()
         self.proj = conv_bn_act(cin, dim)
         self.lrb = ScLRB(dim, heads, pool, query_stride)

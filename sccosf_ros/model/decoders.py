@@ -66,10 +66,12 @@ class ICRMStage(nn.Module):
         super().__init__()
         d = cfg.dims
         self.up = _UpMerge(d[i + 1], d[i]) if i < 3 else None
-        self.vss = nn.Sequential(*(
-            VSSBlock(d[i], cfg.ssm_expand, cfg.ssm_headdim, cfg.ssm_state, cfg.mlp_ratio)
-            for _ in range(cfg.vss_depths[i])
-        ))
+        self.vss = nn.Sequential(
+            *(
+                VSSBlock(d[i], cfg.ssm_expand, cfg.ssm_headdim, cfg.ssm_state, cfg.mlp_ratio)
+                for _ in range(cfg.vss_depths[i])
+            )
+        )
 
     def forward(self, fused: Tensor, prev: Tensor | None = None) -> Tensor:
         x = fused if self.up is None or prev is None else self.up(prev, fused)
@@ -102,9 +104,11 @@ class SegRefine(nn.Module):
 
     def __init__(self, sdim: int, num_classes: int, width: int) -> None:
         super().__init__()
-        self.guide = nn.Sequential(conv_bn_act(4, width, 3),
-                                   conv_bn_act(width, width, 3, groups=width, act=False),
-                                   conv_bn_act(width, width))
+        self.guide = nn.Sequential(
+            conv_bn_act(4, width, 3),
+            conv_bn_act(width, width, 3, groups=width, act=False),
+            conv_bn_act(width, width),
+        )
         self.context = conv_bn_act(sdim, width)
         cin = 2 * width + num_classes
         self.fuse = nn.Sequential(conv_bn_act(cin, cin, 3, groups=cin, act=False), conv_bn_act(cin, width))
@@ -162,8 +166,9 @@ class ReAWHead(nn.Module):
     def __init__(self, rdim: int, sdim: int) -> None:
         super().__init__()
         cin = rdim + sdim
-        self.body = nn.Sequential(conv_bn_act(cin, cin, 3, groups=cin, act=False), conv_bn_act(cin, rdim),
-                                  nn.Conv2d(rdim, 4, 1))
+        self.body = nn.Sequential(
+            conv_bn_act(cin, cin, 3, groups=cin, act=False), conv_bn_act(cin, rdim), nn.Conv2d(rdim, 4, 1)
+        )
 
     def forward(self, r: Tensor, s: Tensor) -> Tensor:
         """Raw maps (weight logit, visible gain logit, thermal gain logit, correction logit)."""
@@ -199,6 +204,11 @@ def reaw_reconstruct(maps: Tensor, y_vis: Tensor, thermal: Tensor, radius: int) 
     corr = 0.25 * torch.tanh(maps[:, 3:4])
     both = torch.cat([y_vis, thermal], dim=1)
     base, detail = split_base_detail(both, radius)
-    fused = (w * base[:, 0:1] + (1.0 - w) * base[:, 1:2]
-             + gain_vis * detail[:, 0:1] + gain_ir * detail[:, 1:2] + corr)
+    fused = (
+        w * base[:, 0:1]
+        + (1.0 - w) * base[:, 1:2]
+        + gain_vis * detail[:, 0:1]
+        + gain_ir * detail[:, 1:2]
+        + corr
+    )
     return fused.clamp(0.0, 1.0), w

@@ -28,8 +28,15 @@ STAGE_CHANNELS: tuple[int, int, int, int] = (24, 32, 96, 320)
 # features[:4] -> stride 4, [4:7] -> 8, [7:14] -> 16, [14:18] -> 32.
 _STAGE_ENDS = (4, 7, 14, 18)
 # (expand ratio t, out channels c, repeats n, first stride s), torchvision's table.
-_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-             (6, 320, 1, 1))
+_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class ConvBNReLU(nn.Sequential):

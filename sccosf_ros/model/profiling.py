@@ -52,8 +52,11 @@ def count_flops(model: SCCoSF, h: int = 480, w: int = 640, depth: int = 1) -> tu
     rgb, th = _inputs(h, w)
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
         model(rgb, th)
-    counts = {k.removeprefix("SCCoSF."): sum(v.values()) for k, v in counter.get_flop_counts().items()
-              if k.startswith("SCCoSF.")}
+    counts = {
+        k.removeprefix("SCCoSF."): sum(v.values())
+        for k, v in counter.get_flop_counts().items()
+        if k.startswith("SCCoSF.")
+    }
     outermost = [k for k in counts if not any(k.startswith(o + ".") for o in counts if o != k)]
     parts: dict[str, int] = {}
     for name in outermost:
@@ -70,8 +73,11 @@ def scan_flop_report(model: SCCoSF, h: int = 480, w: int = 640) -> list[dict[str
     blocks) but in large matmuls.
     """
     calls: list[tuple[SS2D, tuple[int, ...]]] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, a: calls.append((mod, tuple(a[0].shape))))
-             for m in model.modules() if isinstance(m, SS2D)]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, a: calls.append((mod, tuple(a[0].shape))))
+        for m in model.modules()
+        if isinstance(m, SS2D)
+    ]
     try:
         with torch.no_grad():
             model(*_inputs(h, w))
@@ -86,16 +92,23 @@ def scan_flop_report(model: SCCoSF, h: int = 480, w: int = 640) -> list[dict[str
         bc = torch.randn(b, length, 4, mod.d_state)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             ssd_scan(x, dt, -torch.ones(heads), bc, bc, torch.ones(heads))
-        report.append({
-            "grid": (hh, ww), "tokens": length, "heads": heads, "headdim": mod.headdim, "state": mod.d_state,
-            "counted": counter.get_total_flops(),
-            "recurrence": 6 * b * length * heads * mod.headdim * mod.d_state,
-        })
+        report.append(
+            {
+                "grid": (hh, ww),
+                "tokens": length,
+                "heads": heads,
+                "headdim": mod.headdim,
+                "state": mod.d_state,
+                "counted": counter.get_total_flops(),
+                "recurrence": 6 * b * length * heads * mod.headdim * mod.d_state,
+            }
+        )
     return report
 
 
-def time_forward(model: nn.Module, h: int = 480, w: int = 640, runs: int = 10, warmup: int = 2,
-                 batch: int = 1) -> list[float]:
+def time_forward(
+    model: nn.Module, h: int = 480, w: int = 640, runs: int = 10, warmup: int = 2, batch: int = 1
+) -> list[float]:
     """Wall-clock seconds of ``runs`` no-grad forwards after ``warmup`` (current thread setting)."""
     rgb, th = _inputs(h, w, batch)
     times = []
@@ -108,8 +121,13 @@ def time_forward(model: nn.Module, h: int = 480, w: int = 640, runs: int = 10, w
     return times
 
 
-def module_times(model: SCCoSF, h: int = 480, w: int = 640, runs: int = 5,
-                 depth_filter: Callable[[str], bool] | None = None) -> dict[str, float]:
+def module_times(
+    model: SCCoSF,
+    h: int = 480,
+    w: int = 640,
+    runs: int = 5,
+    depth_filter: Callable[[str], bool] | None = None,
+) -> dict[str, float]:
     """Median seconds per forward spent in each named submodule (forward hooks; children overlap parents)."""
     depth_filter = depth_filter or (lambda name: name.count(".") <= 1)
     starts: dict[str, float] = {}

@@ -40,8 +40,9 @@ class SCCoSF(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.cfm = nn.ModuleList(
             ScCFM(c, d, config.lrb_heads, pool, config.fgb_dilations, qs)
-            for c, d, pool, qs in zip(STAGE_CHANNELS, config.dims, config.lrb_pool, config.lrb_query_stride,
-                                      strict=True)
+            for c, d, pool, qs in zip(
+                STAGE_CHANNELS, config.dims, config.lrb_pool, config.lrb_query_stride, strict=True
+            )
         )
         self.icrm = ICRMDecoder(config, num_classes)
         self.reaw = ReAWDecoder(config)
@@ -83,8 +84,7 @@ class SCCoSF(nn.Module):
             n = rgb.shape[0]
             seg = self.icrm.refine(seg, s, torch.cat([x[:n], x[n:, :1]], dim=1))
         seg = F.interpolate(seg, size=(height, width), mode="bilinear", align_corners=False)
-        maps = F.interpolate(self.reaw.head(r, s), size=(height, width), mode="bilinear",
-                             align_corners=False)
+        maps = F.interpolate(self.reaw.head(r, s), size=(height, width), mode="bilinear", align_corners=False)
         y_vis, cb, cr = rgb_to_ycbcr(rgb)
         # Region-weighted choice of base intensity plus gated detail layers (not a sum of features): little
         # redundancy, and the full-resolution detail of the sources passes through at full resolution.
@@ -125,8 +125,9 @@ def build_model_from_config(cfg: ModelConfig, num_classes: int = 9) -> SCCoSF:
     return SCCoSF(cfg, num_classes)
 
 
-def build_model(preset: str = "tiny", num_classes: int = 9,
-                pretrained_encoder: str | Path | None = None) -> SCCoSF:
+def build_model(
+    preset: str = "tiny", num_classes: int = 9, pretrained_encoder: str | Path | None = None
+) -> SCCoSF:
     """Build a preset (``tiny``: CPU real time, ``base``: GPU); optionally load ImageNet encoder weights."""
     if preset not in PRESETS:
         raise KeyError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")

@@ -28,8 +28,15 @@ _K = 4  # scan directions
 class SS2D(nn.Module):
     """Four-direction selective scan over a channels-last (B, H, W, C) map."""
 
-    def __init__(self, dim: int, expand: float = 1.0, headdim: int = 16, d_state: int = 16,
-                 dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+    def __init__(
+        self,
+        dim: int,
+        expand: float = 1.0,
+        headdim: int = 16,
+        d_state: int = 16,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+    ) -> None:
         super().__init__()
         inner = int(dim * expand)
         if inner % headdim:
@@ -63,8 +70,14 @@ class SS2D(nn.Module):
         dt, Bm, Cm = proj.split([self.nheads, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(dt.reshape(b, length, _K * self.nheads) + self.dt_bias)
         A = -torch.exp(self.A_log)
-        y = ssd_scan(seq.reshape(b, length, _K * self.nheads, self.headdim), dt, A,
-                     Bm.contiguous(), Cm.contiguous(), self.D)
+        y = ssd_scan(
+            seq.reshape(b, length, _K * self.nheads, self.headdim),
+            dt,
+            A,
+            Bm.contiguous(),
+            Cm.contiguous(),
+            self.D,
+        )
         y = y.reshape(b, length, _K, self.inner)
         # Cross-merge: undo the reversal, then bring column-major sequences back to row-major.
         y_row = y[:, :, 0] + y[:, :, 2].flip(1)
@@ -83,7 +96,8 @@ class VSSBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = (
             nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-            if hidden > 0 else None
+            if hidden > 0
+            else None
         )
 
     def forward(self, x: Tensor) -> Tensor:
