@@ -34,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sccosf_ros import topics
+
 
 def _checkpoint(arg: str | None, tmp: Path) -> tuple[str, str]:
     if arg:
@@ -162,8 +164,8 @@ def main() -> int:
             if st.name.endswith(": fusion"):
                 diags.append({kv.key: kv.value for kv in st.values})
 
-    peer.create_subscription(Image, "sccosf/fused", on_fused, QoSProfile(depth=10))
-    peer.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    peer.create_subscription(Image, topics.OUTPUTS["fused"], on_fused, QoSProfile(depth=10))
+    peer.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {s: peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
     executor = SingleThreadedExecutor(context=ctx)
@@ -180,7 +182,7 @@ def main() -> int:
     }
     try:
         t_wait = time.monotonic()
-        while not (pubs["rgb"].get_subscription_count() and peer.count_publishers("sccosf/fused")):
+        while not (pubs["rgb"].get_subscription_count() and peer.count_publishers(topics.OUTPUTS["fused"])):
             if node_proc.poll() is not None or time.monotonic() - t_wait > 120:
                 raise RuntimeError(f"node did not come up; see {tmp / 'node.log'}")
             time.sleep(0.2)

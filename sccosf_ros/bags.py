@@ -22,6 +22,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
+from sccosf_ros import topics
 from sccosf_ros.imaging.encodings import (
     ImageConversionError,
     ImageFields,
@@ -36,13 +37,6 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
-# One set of topic names for the demo bag, the evaluator, the replay tool and the node's docs.
-RGB_TOPIC = "/camera/rgb/image_raw"
-THERMAL_TOPIC = "/camera/thermal/image_raw"
-LABEL_TOPIC = "/sccosf/labels"
-FUSED_TOPIC = "/sccosf/fused"
-SEGMENTATION_TOPIC = "/sccosf/segmentation"
-SEGMENTATION_COLOR_TOPIC = "/sccosf/segmentation_color"
 RGB_FRAME = "rgb_camera_optical_frame"
 THERMAL_FRAME = "thermal_camera_optical_frame"
 
@@ -453,7 +447,7 @@ def _thermal_counts(thermal: np.ndarray, rng: np.random.Generator) -> np.ndarray
 def write_synthetic_bag(out: str | Path, spec: SyntheticBagSpec | None = None) -> dict[str, int]:
     """Write a demo bag of synthetic scenes on the default topics; return messages written per topic.
 
-    Labels (mono8 MSRS class ids) go on :data:`LABEL_TOPIC` with exactly the RGB frame's stamp, which is how
+    Labels (mono8 MSRS class ids) go on :data:`topics.LABELS` with exactly the RGB frame's stamp, which is how
     the evaluator finds the ground truth for a pair.
     """
     spec = spec or SyntheticBagSpec()
@@ -476,16 +470,16 @@ def write_synthetic_bag(out: str | Path, spec: SyntheticBagSpec | None = None) -
             rgb, thermal, labels = frame(t)
             if stream == "rgb":
                 log = stamp + round(abs(rng.normal(spec.rgb_delay_s, spec.rgb_delay_s / 8)) * 1e9)
-                w.write_image(RGB_TOPIC, np.ascontiguousarray(rgb), "rgb8", stamp, RGB_FRAME, log)
+                w.write_image(topics.CAMERA_RGB, np.ascontiguousarray(rgb), "rgb8", stamp, RGB_FRAME, log)
                 if spec.labels:
                     labels = np.ascontiguousarray(labels)
-                    w.write_image(LABEL_TOPIC, labels, "mono8", stamp, RGB_FRAME, log + 1)
+                    w.write_image(topics.LABELS, labels, "mono8", stamp, RGB_FRAME, log + 1)
             else:
                 log = stamp + round(abs(rng.normal(spec.thermal_delay_s, spec.thermal_delay_s / 8)) * 1e9)
                 image = np.ascontiguousarray(thermal)
                 if spec.thermal_encoding != "mono8":
                     image = _thermal_counts(image, rng)
-                w.write_image(THERMAL_TOPIC, image, spec.thermal_encoding, stamp, THERMAL_FRAME, log)
+                w.write_image(topics.CAMERA_THERMAL, image, spec.thermal_encoding, stamp, THERMAL_FRAME, log)
         return dict(w.counts)
 
 
@@ -561,10 +555,10 @@ def write_folder_bag(
         for k, stem in enumerate(stems):
             stamp = DEMO_T0_NS + round(k * 1e9 / rate_hz)
             image, enc = _read_image(rgb[stem], "rgb")
-            w.write_image(RGB_TOPIC, image, enc, stamp, RGB_FRAME)
+            w.write_image(topics.CAMERA_RGB, image, enc, stamp, RGB_FRAME)
             image, enc = _read_image(thermal[stem], "thermal")
-            w.write_image(THERMAL_TOPIC, image, enc, stamp, THERMAL_FRAME)
+            w.write_image(topics.CAMERA_THERMAL, image, enc, stamp, THERMAL_FRAME)
             if labels is not None:
                 image, enc = _read_image(labels[stem], "labels")
-                w.write_image(LABEL_TOPIC, image, enc, stamp, RGB_FRAME)
+                w.write_image(topics.LABELS, image, enc, stamp, RGB_FRAME)
         return dict(w.counts)

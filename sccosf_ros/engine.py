@@ -166,10 +166,10 @@ class FusionEngine:
                 )
         self._checkpoint = Path(checkpoint)
         model, self._meta = build_from_checkpoint(self._checkpoint)
-        icrm = getattr(model, "icrm", None)
-        if not seg_refine and getattr(icrm, "refine", None) is not None:
-            icrm.refine = None  # type: ignore[union-attr]
-        self._seg_refine = getattr(icrm, "refine", None) is not None
+        # The refinement is switched per call (a forward flag), never by removing the module.
+        self._seg_refine = bool(seg_refine) and bool(
+            getattr(getattr(model, "icrm", None), "has_refine", False)
+        )
         self._channels_last = self._device.type == "cuda" if channels_last is None else bool(channels_last)
         # Inference only: fold BatchNorm into the preceding convs (identical outputs, ~100 kernels fewer).
         model = fold_batchnorm_(model.eval()).to(self._device)
@@ -278,7 +278,7 @@ class FusionEngine:
             self._sync()
             t1 = time.perf_counter()
             with self._autocast():
-                out = model(rgb, th)
+                out = model(rgb, th, refine=self._seg_refine)
             self._sync()
             t2 = time.perf_counter()
             logits = out["seg_logits"].float()

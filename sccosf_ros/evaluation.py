@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sccosf_ros import bags
+from sccosf_ros import bags, topics
 from sccosf_ros.imaging.color import colorize_mask
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import ThermalNormalizer
@@ -37,9 +37,9 @@ from sccosf_ros.pairing import ApproximateTimePairer, Pair
 from sccosf_ros.report import ContactSheet, write_report
 
 OUTPUT_TOPICS = {
-    "fused": bags.FUSED_TOPIC,
-    "segmentation": bags.SEGMENTATION_TOPIC,
-    "segmentation_color": bags.SEGMENTATION_COLOR_TOPIC,
+    "fused": topics.FUSED,
+    "segmentation": topics.SEGMENTATION,
+    "segmentation_color": topics.SEGMENTATION_COLOR,
 }
 FUSION_CONVENTION = (
     "Grey 0-255, no stretching; MI in nats and MI, SSIM, VIF summed over (F, IR) + (F, VI) "
@@ -52,9 +52,9 @@ SHEET_ROWS = ["visible", "thermal", "fused", "segmentation", "ground truth"]
 class EvalConfig:
     """Topics, pairing and model settings; pairing defaults are the node's own parameter defaults."""
 
-    rgb_topic: str = bags.RGB_TOPIC
-    thermal_topic: str = bags.THERMAL_TOPIC
-    label_topic: str | None = bags.LABEL_TOPIC
+    rgb_topic: str = topics.CAMERA_RGB
+    thermal_topic: str = topics.CAMERA_THERMAL
+    label_topic: str | None = topics.LABELS
     checkpoint: str | Path | None = None
     device: str = "auto"
     precision: str = "fp32"

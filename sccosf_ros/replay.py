@@ -36,7 +36,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from sccosf_ros import bags
+from sccosf_ros import bags, topics
 from sccosf_ros.evaluation import (
     EvalConfig,
     FrameScorer,
@@ -50,8 +50,7 @@ from sccosf_ros.pairing import ApproximateTimePairer
 from sccosf_ros.paths import with_fastdds_profile
 from sccosf_ros.report import write_report
 
-OUTPUTS = (bags.FUSED_TOPIC, bags.SEGMENTATION_TOPIC, bags.SEGMENTATION_COLOR_TOPIC)
-CLASS_NAMES_TOPIC = "/sccosf/class_names"  # the node's latched JSON {class_names, palette}
+OUTPUTS = (topics.FUSED, topics.SEGMENTATION, topics.SEGMENTATION_COLOR)
 
 
 class ReplayError(RuntimeError):
@@ -103,10 +102,10 @@ class _Recorder(Node):
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        self.create_subscription(String, CLASS_NAMES_TOPIC, self._on_class_info, latched)
+        self.create_subscription(String, topics.absolute(topics.CLASS_NAMES), self._on_class_info, latched)
         self.diagnostics: dict[str, str] | None = None
         self.diagnostics_ns = 0
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
 
     def _on_class_info(self, msg: String) -> None:
         self.class_info = msg.data
@@ -126,7 +125,7 @@ class _Recorder(Node):
 
     def fused_stamps(self) -> set[int]:
         with self.lock:
-            items = list(self.received[bags.FUSED_TOPIC])
+            items = list(self.received[topics.FUSED])
         return {_stamp_of(data) for _, data in items}
 
     def ready(self, cfg: ReplayConfig) -> bool:
@@ -401,7 +400,7 @@ def _node_idle(recorder: _Recorder, after_ns: int) -> bool:
     matched pair published, skipped as slow or rejected) and every published output has arrived here."""
     with recorder.lock:
         d = dict(recorder.diagnostics or {}) if recorder.diagnostics_ns > after_ns else {}
-        fused_all = len(recorder.received[bags.FUSED_TOPIC])
+        fused_all = len(recorder.received[topics.FUSED])
     try:
         matched, processed = int(float(d["matched"])), int(float(d["pairs_processed"]))
         settled = processed + int(float(d["pairs_dropped_slow"])) + int(float(d["bad_inputs_total"]))
@@ -426,7 +425,7 @@ def _drain(
         if set(expected) <= got or _node_idle(recorder, last_publish + 200_000_000):
             return
         with recorder.lock:
-            receipts = {_stamp_of(d): t for t, d in recorder.received[bags.FUSED_TOPIC][-20:]}
+            receipts = {_stamp_of(d): t for t, d in recorder.received[topics.FUSED][-20:]}
             last = max(recorder.last_receipt_ns, last_publish)
         worst = max(((t - publish_ns[s]) / 1e9 for s, t in receipts.items() if s in publish_ns), default=1.0)
         if (_now_ns() - last) / 1e9 > max(3.0, 2 * worst):
@@ -521,7 +520,7 @@ def _score_and_report(
             if s in bag_stamps:  # warm-up outputs carry stamps from before the bag
                 by_stamp.setdefault(s, (t, data))
         outputs[topic] = by_stamp
-    fused = outputs[bags.FUSED_TOPIC]
+    fused = outputs[topics.FUSED]
     latencies = [(t - publish_ns[s]) / 1e6 for s, (t, _) in fused.items()]
     unexpected = sorted(set(fused) - set(expected))
     if unexpected:
@@ -535,7 +534,7 @@ def _score_and_report(
     # streaming pass; only frames an output still waits for are held (partners are within the slop).
     names, palette = _class_info(recorder, cfg)
     scorer = FrameScorer(names, palette, labels, cfg.contact_columns)
-    segs = outputs[bags.SEGMENTATION_TOPIC]
+    segs = outputs[topics.SEGMENTATION]
     want: dict[int, int] = {}  # RGB stamp -> thermal stamp, for outputs that can be scored
     for s in sorted(fused):
         t_stamp = expected.get(s)
@@ -602,8 +601,8 @@ def _score_and_report(
             "outputs_received": len(fused),
             "outputs_dropped": len(set(expected) - set(fused)),
             "outputs_unexpected": len(unexpected),
-            "segmentation_received": len(outputs[bags.SEGMENTATION_TOPIC]),
-            "segmentation_color_received": len(outputs[bags.SEGMENTATION_COLOR_TOPIC]),
+            "segmentation_received": len(outputs[topics.SEGMENTATION]),
+            "segmentation_color_received": len(outputs[topics.SEGMENTATION_COLOR]),
         },
         "node_counters": _node_breakdown(recorder, scan, cfg),
         "latency_ms": _percentiles(latencies),

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sccosf_ros import bags
+from sccosf_ros import bags, topics
 from sccosf_ros.cli import bag as bag_cli
 from sccosf_ros.imaging.encodings import SUPPORTED_ENCODINGS, encoding_info
 
@@ -97,23 +97,23 @@ def test_synthetic_bag_rates_offsets_and_labels(tmp_path: Path, thermal_encoding
     )
     assert rc == 0
     info = bags.bag_info(path)
-    rgb, thermal, labels = (info.topic(t) for t in (bags.RGB_TOPIC, bags.THERMAL_TOPIC, bags.LABEL_TOPIC))
+    rgb, thermal, labels = (info.topic(t) for t in (topics.CAMERA_RGB, topics.CAMERA_THERMAL, topics.LABELS))
     assert rgb.count == 60 and labels.count == 60 and thermal.count == 17
     assert rgb.rate_hz == pytest.approx(30, rel=0.02) and thermal.rate_hz == pytest.approx(9, rel=0.03)
     assert thermal.encodings == [thermal_encoding] and rgb.encodings == ["rgb8"] and rgb.sizes == ["64x48"]
-    msgs = list(bags.read_images(path, [bags.RGB_TOPIC, bags.THERMAL_TOPIC, bags.LABEL_TOPIC]))
+    msgs = list(bags.read_images(path, [topics.CAMERA_RGB, topics.CAMERA_THERMAL, topics.LABELS]))
     by_topic: dict[str, list[bags.BagImage]] = {}
     for m in msgs:
         by_topic.setdefault(m.topic, []).append(m)
         assert m.log_time_ns > m.stamp_ns  # receipt after capture
-    assert [m.stamp_ns for m in by_topic[bags.LABEL_TOPIC]] == [m.stamp_ns for m in by_topic[bags.RGB_TOPIC]]
-    assert max(int(m.array.max()) for m in by_topic[bags.LABEL_TOPIC]) <= 8
-    rgb_stamps = np.array([m.stamp_ns for m in by_topic[bags.RGB_TOPIC]])
-    offsets = [np.abs(rgb_stamps - m.stamp_ns).min() for m in by_topic[bags.THERMAL_TOPIC]]
+    assert [m.stamp_ns for m in by_topic[topics.LABELS]] == [m.stamp_ns for m in by_topic[topics.CAMERA_RGB]]
+    assert max(int(m.array.max()) for m in by_topic[topics.LABELS]) <= 8
+    rgb_stamps = np.array([m.stamp_ns for m in by_topic[topics.CAMERA_RGB]])
+    offsets = [np.abs(rgb_stamps - m.stamp_ns).min() for m in by_topic[topics.CAMERA_THERMAL]]
     assert 0 < max(offsets) < 0.5 / 30 * 1e9 + 5e6  # unsynchronised cameras, nearest RGB within half a frame
     if thermal_encoding == "16UC1":
-        assert by_topic[bags.THERMAL_TOPIC][0].array.dtype == np.uint16
-        assert int(by_topic[bags.THERMAL_TOPIC][0].array.min()) > 255  # raw counts, not 8-bit
+        assert by_topic[topics.CAMERA_THERMAL][0].array.dtype == np.uint16
+        assert int(by_topic[topics.CAMERA_THERMAL][0].array.min()) > 255  # raw counts, not 8-bit
 
 
 def test_from_folder_and_info_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,14 +140,14 @@ def test_from_folder_and_info_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
         "sqlite3",
     ]
     assert bag_cli.main(argv) == 0
-    thermal = [m for m in bags.read_images(out, [bags.THERMAL_TOPIC])]
+    thermal = [m for m in bags.read_images(out, [topics.CAMERA_THERMAL])]
     ref = cv2.imread(str(tmp_path / "ir" / "00002N.png"), cv2.IMREAD_UNCHANGED)
     assert thermal[1].encoding == "mono16" and np.array_equal(thermal[1].array, ref)
     assert thermal[1].stamp_ns - thermal[0].stamp_ns == 200_000_000
     capsys.readouterr()
     assert bag_cli.main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "sqlite3" in text and bags.LABEL_TOPIC in text and "mono16" in text
+    assert "sqlite3" in text and topics.LABELS in text and "mono16" in text
     assert bag_cli.main(["info", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
     # No names in common: the error says how pairs are matched.

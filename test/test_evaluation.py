@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sccosf_ros import bags
+from sccosf_ros import bags, topics
 from sccosf_ros.cli import evaluate as eval_cli
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag
 from sccosf_ros.metrics.fusion import FUSION_METRICS
@@ -76,12 +76,12 @@ def test_evaluate_small_bag(small_bag: Path, random_checkpoint: Path, tmp_path: 
 
     # Output bag: inputs copied, one output per pair on each topic, stamped with the RGB stamps.
     info = bags.bag_info(out / "output_bag")
-    for topic in (bags.FUSED_TOPIC, bags.SEGMENTATION_TOPIC, bags.SEGMENTATION_COLOR_TOPIC):
+    for topic in (topics.FUSED, topics.SEGMENTATION, topics.SEGMENTATION_COLOR):
         assert info.topic(topic).count == 10
-    assert info.topic(bags.RGB_TOPIC).count == 36 and info.topic(bags.LABEL_TOPIC).count == 36
-    assert info.topic(bags.SEGMENTATION_TOPIC).encodings == ["mono8"]
-    rgb_stamps = {m.stamp_ns for m in bags.read_images(small_bag, [bags.RGB_TOPIC])}
-    masks = list(bags.read_images(out / "output_bag", [bags.SEGMENTATION_TOPIC]))
+    assert info.topic(topics.CAMERA_RGB).count == 36 and info.topic(topics.LABELS).count == 36
+    assert info.topic(topics.SEGMENTATION).encodings == ["mono8"]
+    rgb_stamps = {m.stamp_ns for m in bags.read_images(small_bag, [topics.CAMERA_RGB])}
+    masks = list(bags.read_images(out / "output_bag", [topics.SEGMENTATION]))
     assert {m.stamp_ns for m in masks} <= rgb_stamps
     assert all(int(m.array.max()) < 9 for m in masks)
 
@@ -92,7 +92,7 @@ def test_cli_errors_and_no_labels(
     rc = eval_cli.main([str(small_bag), "--out", str(tmp_path / "x"), "--thermal-topic", "/flir/image"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "/flir/image" in err and bags.THERMAL_TOPIC in err  # says what the bag holds
+    assert "/flir/image" in err and topics.CAMERA_THERMAL in err  # says what the bag holds
     rc = eval_cli.main(
         [
             str(small_bag),

@@ -228,9 +228,12 @@ def test_seg_refine_starts_as_the_coarse_head_and_never_touches_the_fused_image(
         torch.testing.assert_close(a["seg_logits"], b["seg_logits"], atol=2e-3, rtol=0)
         refined.icrm.refine.out.weight.normal_(0, 1.0)
         c = refined(rgb, th)
+        d = refined(rgb, th, refine=False)  # the switch the engine uses: the same network, coarse logits
     assert (c["seg_logits"] - a["seg_logits"]).abs().max() > 1e-2
+    torch.testing.assert_close(d["seg_logits"], b["seg_logits"], atol=1e-5, rtol=0)
     for key in ("fused", "fused_y", "weights"):  # it feeds nothing back into the fusion path
         assert torch.equal(c[key], a[key]), key
+        assert torch.equal(d[key], a[key]), key
 
 
 def test_configs_written_before_seg_refine_build_without_it() -> None:

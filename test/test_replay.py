@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("sensor_msgs.msg")
 
-from sccosf_ros import bags
+from sccosf_ros import bags, topics
 from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
@@ -77,10 +77,10 @@ def test_live_replay_through_node(
     assert saved["latency_ms"]["count"] == lat["count"]
     assert "latency" in (out / "report.md").read_text()
     info = bags.bag_info(out / "output_bag")
-    assert info.topic(bags.FUSED_TOPIC).count == pairs["outputs_received"]
-    assert info.topic(bags.RGB_TOPIC).count == 30
-    rgb_stamps = {m.stamp_ns for m in bags.read_images(tiny_bag, [bags.RGB_TOPIC])}
-    fused = list(bags.read_images(out / "output_bag", [bags.FUSED_TOPIC]))
+    assert info.topic(topics.FUSED).count == pairs["outputs_received"]
+    assert info.topic(topics.CAMERA_RGB).count == 30
+    rgb_stamps = {m.stamp_ns for m in bags.read_images(tiny_bag, [topics.CAMERA_RGB])}
+    fused = list(bags.read_images(out / "output_bag", [topics.FUSED]))
     assert {m.stamp_ns for m in fused} <= rgb_stamps  # outputs carry the RGB stamp; warm-up excluded
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sccosf_ros import bags
+from sccosf_ros import bags, topics
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rgb-hz", type=float, default=30.0)
     demo.add_argument("--thermal-hz", type=float, default=9.0)
-    demo.add_argument("--no-labels", action="store_true", help=f"omit {bags.LABEL_TOPIC}")
+    demo.add_argument("--no-labels", action="store_true", help=f"omit {topics.LABELS}")
     demo.add_argument("--storage", choices=sorted(bags.STORAGES), default="mcap")
 
     folder = sub.add_parser("from-folder", help="registered image folders (matched by file name) to a bag")

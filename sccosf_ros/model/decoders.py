@@ -131,7 +131,8 @@ class ICRMDecoder(nn.Module):
     """Interactive Context Recovery Mamba decoder: stages, exchanges and the segmentation head.
 
     Index 0..3 = stride 4..32. Driven level by level by :class:`sccosf_ros.model.SCCoSF` together with
-    :class:`ReAWDecoder`, because the two exchange features at every level.
+    :class:`ReAWDecoder`, because the two exchange features at every level: :meth:`level`, then
+    :meth:`interact`, then (after the finest level) :meth:`logits`.
     """
 
     def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
@@ -141,6 +142,30 @@ class ICRMDecoder(nn.Module):
         self.exchange = nn.ModuleList(Exchange(d[i], rd[i]) for i in range(4))
         self.head = nn.Sequential(_Refine(d[0]), nn.Conv2d(d[0], num_classes, 1))
         self.refine = SegRefine(d[0], num_classes, cfg.seg_refine) if cfg.seg_refine else None
+
+    @property
+    def has_refine(self) -> bool:
+        """Whether this decoder has the input-resolution refinement (checkpoints before it do not)."""
+        return self.refine is not None
+
+    def level(self, i: int, fused: Tensor, prev: Tensor | None) -> Tensor:
+        """Segmentation state at level ``i`` from the fused skip and the coarser level's state."""
+        return self.stages[i](fused, prev)
+
+    def interact(self, i: int, s: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """The two decoders' states at level ``i`` after each has added the other's."""
+        return self.exchange[i](s, r)
+
+    def logits(self, s: Tensor, guide: Tensor | None = None) -> Tensor:
+        """Class logits at stride 4 of the network input, or at its full resolution when refined.
+
+        ``guide`` is the (B,4,H,W) normalised RGB + thermal the refinement reads; without it (or without a
+        refinement) the coarse head's logits come back (cheaper).
+        """
+        seg = self.head(s)
+        if guide is not None and self.refine is not None:
+            seg = self.refine(seg, s, guide)
+        return seg
 
 
 class ReAWStage(nn.Module):
@@ -182,6 +207,14 @@ class ReAWDecoder(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList(ReAWStage(cfg, i) for i in range(4))
         self.head = ReAWHead(cfg.reaw_dims[0], cfg.dims[0])
+
+    def level(self, i: int, fused: Tensor, prev: Tensor | None) -> Tensor:
+        """Reconstruction state at level ``i`` from the fused skip and the coarser level's state."""
+        return self.stages[i](fused, prev)
+
+    def maps(self, r: Tensor, s: Tensor) -> Tensor:
+        """Raw low-resolution maps for :func:`reaw_reconstruct`, guided by the segmentation state ``s``."""
+        return self.head(r, s)
 
 
 def split_base_detail(y: Tensor, radius: int) -> tuple[Tensor, Tensor]:

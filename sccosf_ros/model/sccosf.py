@@ -52,7 +52,9 @@ class SCCoSF(nn.Module):
         m, s = self.config.size_multiple, self.config.internal_scale
         return max(m, round(height * s / m) * m), max(m, round(width * s / m) * m)
 
-    def forward(self, rgb: Tensor, thermal: Tensor) -> dict[str, Tensor]:
+    def forward(self, rgb: Tensor, thermal: Tensor, refine: bool = True) -> dict[str, Tensor]:
+        """See the class docstring; ``refine=False`` skips the segmentation refinement (the coarse mask,
+        cheaper; the fused image is the same either way)."""
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f"rgb must be (B,3,H,W), got {tuple(rgb.shape)}")
         if thermal.dim() != 4 or thermal.shape[1] != 1:
@@ -74,17 +76,17 @@ class SCCoSF(nn.Module):
         s: Tensor | None = None
         r: Tensor | None = None
         for i in (3, 2, 1, 0):
-            s_new = self.icrm.stages[i](fused[i], s)
-            r_new = self.reaw.stages[i](fused[i], r)
-            s, r = self.icrm.exchange[i](s_new, r_new)
+            s, r = self.icrm.interact(i, self.icrm.level(i, fused[i], s), self.reaw.level(i, fused[i], r))
         assert s is not None and r is not None
 
-        seg = self.icrm.head(s)
-        if self.icrm.refine is not None:  # residual refinement at the network's input resolution
+        guide = None
+        if refine and self.icrm.has_refine:  # the refinement reads both sources, normalised, at this size
             n = rgb.shape[0]
-            seg = self.icrm.refine(seg, s, torch.cat([x[:n], x[n:, :1]], dim=1))
-        seg = F.interpolate(seg, size=(height, width), mode="bilinear", align_corners=False)
-        maps = F.interpolate(self.reaw.head(r, s), size=(height, width), mode="bilinear", align_corners=False)
+            guide = torch.cat([x[:n], x[n:, :1]], dim=1)
+        seg = F.interpolate(
+            self.icrm.logits(s, guide), size=(height, width), mode="bilinear", align_corners=False
+        )
+        maps = F.interpolate(self.reaw.maps(r, s), size=(height, width), mode="bilinear", align_corners=False)
         y_vis, cb, cr = rgb_to_ycbcr(rgb)
         # Region-weighted choice of base intensity plus gated detail layers (not a sum of features): little
         # redundancy, and the full-resolution detail of the sources passes through at full resolution.

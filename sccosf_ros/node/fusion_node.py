@@ -41,6 +41,7 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from sccosf_ros import topics
 from sccosf_ros.imaging.palette import parse_palette
 from sccosf_ros.node.params import (
     PARAMETERS,
@@ -61,14 +62,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     message_filters = None
 
 NODE_NAME = "sccosf"
-INPUTS = {"rgb": "rgb/image", "thermal": "thermal/image"}
-OUTPUT_TOPICS = {
-    "fused": "sccosf/fused",
-    "segmentation": "sccosf/segmentation",
-    "segmentation_color": "sccosf/segmentation_color",
-    "overlay": "sccosf/overlay",
-}
-CLASS_NAMES_TOPIC = "sccosf/class_names"
+INPUTS = topics.INPUTS
 DIAGNOSTICS_PERIOD_S = 1.0
 UNMATCHED_WINDOW_S = 3.0
 WARN_EVERY_S = 10.0
@@ -154,7 +148,7 @@ class FusionNode(LifecycleNode):
         except ParameterError as exc:
             return self._fail(f"configure failed: {exc}")
         self.stats.reset()
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info("configured")
         return TransitionCallbackReturn.SUCCESS
@@ -225,11 +219,11 @@ class FusionNode(LifecycleNode):
             compressed=c["use_compressed"],
         )
         out_qos = make_qos(c["output_qos"], c["output_depth"])
-        self._pubs = {name: self.create_publisher(Image, OUTPUT_TOPICS[name], out_qos) for name in wanted}
+        self._pubs = {name: self.create_publisher(Image, topics.OUTPUTS[name], out_qos) for name in wanted}
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        self._names_pub = self.create_publisher(String, CLASS_NAMES_TOPIC, latched)
+        self._names_pub = self.create_publisher(String, topics.CLASS_NAMES, latched)
         hex_palette = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in palette.tolist()]
         self._names_pub.publish(String(data=json.dumps({"class_names": names, "palette": hex_palette})))
         self._start_worker()
