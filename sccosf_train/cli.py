@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from sccosf_train.train import TrainConfig, train
+from sccosf_train.config import TrainConfig
+from sccosf_train.train import train
 
 HELP: dict[str, str] = {
     "preset": "model preset: tiny (CPU real time, network at half resolution) or base (GPU)",

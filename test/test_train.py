@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from sccosf_train.cli import HELP, build_parser, load_config
+from sccosf_train.config import TrainConfig
+from sccosf_train.data import estimate_class_counts
 from sccosf_train.dataset import MixedDataset, SyntheticDataset
-from sccosf_train.train import TrainConfig, estimate_class_counts, lr_lambda, train
+from sccosf_train.optim import lr_lambda
+from sccosf_train.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -76,3 +76,18 @@ def parse_palette(items: Iterable[object]) -> np.ndarray:
     if len(colours) > 256:
         raise ValueError(f"palette has {len(colours)} colours; class masks are mono8, at most 256")
     return np.array(colours, dtype=np.uint8)
+
+
+def class_names_for(num_classes: int) -> list[str]:
+    """MSRS names for a 9-class model, ``class_<i>`` otherwise (what a new checkpoint records)."""
+    if num_classes == len(MSRS_CLASSES):
+        return list(MSRS_CLASSES)
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def palette_for(num_classes: int) -> list[tuple[int, int, int]]:
+    """The MSRS palette for a 9-class model; black plus fixed random colours otherwise."""
+    if num_classes == len(MSRS_PALETTE):
+        return [(int(r), int(g), int(b)) for r, g, b in MSRS_PALETTE]
+    rng = np.random.default_rng(0)
+    return [(0, 0, 0)] + [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(num_classes - 1)]  # type: ignore[misc]

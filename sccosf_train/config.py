@@ -1,0 +1,113 @@
+"""Every option of ``sccosf-train`` as one validated dataclass (YAML keys and ``--flags`` share its names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from sccosf_train.losses import LossWeights
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``sccosf-train`` (YAML keys and ``--flags`` have these names, ``_`` ↔ ``-``)."""
+
+    # model
+    preset: str = "tiny"
+    num_classes: int = 9
+    pretrained_encoder: str = "auto"  # auto (installed ImageNet MobileNetV2 weights) | none | PATH
+    # data
+    msrs_root: str | None = None
+    val_split: str | None = "seafusion"  # seafusion | none (or None) | PATH (one name per line)
+    label_dir: str | None = None  # default: first of Label/, Segmentation_labels/, labels/
+    synthetic_train: int = 180
+    synthetic_val: int = 16
+    synthetic_size: tuple[int, int] = (480, 640)
+    synthetic_seed: int = 1
+    synthetic_fresh: bool = False  # new synthetic scenes every epoch instead of the same n each epoch
+    misregistration_px: float = 0.0
+    crop: tuple[int, int] = (256, 320)
+    augment: bool = True
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 8
+    max_steps_per_epoch: int | None = None
+    lr: float = 5e-4
+    weight_decay: float = 1e-2
+    schedule: str = "cosine"  # cosine | poly | constant
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    poly_power: float = 0.9
+    grad_clip: float = 1.0
+    amp: str = "auto"  # auto (bf16 if supported, else fp16, on CUDA; off on CPU) | bf16 | fp16 | off
+    # loss weights: defaults are LossWeights' (one source; reasons in docs/training.md)
+    w_seg: float = LossWeights.seg
+    w_fusion: float = LossWeights.fusion
+    w_int: float = LossWeights.intensity
+    w_grad: float = LossWeights.gradient
+    w_ssim: float = LossWeights.ssim
+    fg_weight: float = LossWeights.fg_weight
+    fg_classes: tuple[int, ...] = LossWeights.fg_classes
+    fg_target: str = LossWeights.fg_target
+    grad_mode: str = LossWeights.grad_mode
+    ohem_thresh: float | None = None
+    seg_class_weights: str = "none"  # none | enet (estimated from the labelled training samples)
+    # validation
+    val_every: int = 1
+    val_batch_size: int = 4
+    val_max_pairs: int | None = None
+    fusion_metrics: bool = True
+    best_metric: str = "val_loss"  # val_loss (lower is better) | miou (higher is better)
+    # runtime
+    device: str = "auto"
+    workers: int = 2
+    threads: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    out: str = "runs/tiny"
+    resume: str | None = None
+    init_from: str | None = None  # engine checkpoint whose weights start the run (fine-tuning)
+    train_only: tuple[str, ...] = ()  # parameter-name prefixes to train (empty: all); the rest is frozen
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                setattr(self, f.name, tuple(v))
+        if self.val_split is None:  # the CLI reads "--val-split none" as None
+            self.val_split = "none"
+        if self.schedule not in ("cosine", "poly", "constant"):
+            raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.grad_mode not in ("l1", "floor"):
+            raise ValueError(f"grad_mode must be l1 or floor, got {self.grad_mode!r}")
+        if self.fg_target not in ("max", "thermal"):
+            raise ValueError(f"fg_target must be max or thermal, got {self.fg_target!r}")
+        if self.seg_class_weights not in ("none", "enet"):
+            raise ValueError(f"seg_class_weights must be none or enet, got {self.seg_class_weights!r}")
+        if self.resume and self.init_from:
+            raise ValueError("give --resume (continue a run) or --init-from (start from weights), not both")
+        if self.best_metric not in ("val_loss", "miou"):
+            raise ValueError(f"best_metric must be val_loss or miou, got {self.best_metric!r}")
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map
+            raise ValueError("batch_size must be >= 2 (per process)")
+
+    def loss_weights(self, class_weights: tuple[float, ...] | None = None) -> LossWeights:
+        return LossWeights(
+            seg=self.w_seg,
+            fusion=self.w_fusion,
+            intensity=self.w_int,
+            gradient=self.w_grad,
+            ssim=self.w_ssim,
+            fg_weight=self.fg_weight,
+            fg_classes=tuple(self.fg_classes),
+            fg_target=self.fg_target,
+            grad_mode=self.grad_mode,
+            ohem_thresh=self.ohem_thresh,
+            class_weights=class_weights,
+        )
