@@ -420,7 +420,7 @@ class SyntheticBagSpec:
 
 def _scene_frames(spec: SyntheticBagSpec) -> Any:
     """``frame(t)`` -> (rgb, thermal u8, labels) of the scene at ``t`` seconds; caches one scene at a time."""
-    from sccosf_train.synthetic import generate_scene  # the trainer's generator; imported only when used
+    from sccosf_ros.synthetic import generate_scene
 
     margin = math.ceil(spec.pan_px_per_s * spec.scene_period_s) + 1
     cache: dict[int, Any] = {}

@@ -28,8 +28,8 @@ import torch
 from sccosf_ros.checkpoint import load_checkpoint, save_checkpoint
 from sccosf_ros.engine import FusionEngine
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
+from sccosf_ros.synthetic import generate_scene
 from sccosf_train.dataset import SyntheticDataset
-from sccosf_train.synthetic import generate_scene
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.625, 0.75, 1.0)
 _SEG_MODULES = ("icrm.head", "icrm.refine")

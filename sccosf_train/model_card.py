@@ -29,8 +29,8 @@ from sccosf_ros.imaging.color import colorize_mask, rgb_to_ycbcr, ycbcr_to_rgb
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.report import ContactSheet
+from sccosf_ros.synthetic import generate_scene
 from sccosf_train.dataset import SyntheticDataset, seafusion_split
-from sccosf_train.synthetic import generate_scene
 
 # Disjoint from the trainer's synthetic streams (training: seed, validation: seed + 10000).
 HELD_OUT_SYNTHETIC_SEED = 20_001

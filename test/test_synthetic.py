@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from sccosf_train.synthetic import NUM_CLASSES, generate_scene
+from sccosf_ros.synthetic import NUM_CLASSES, generate_scene
 
 
 def test_same_seed_identical_and_seeds_differ():

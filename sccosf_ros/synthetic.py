@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# MSRS class ids (kept local so this module imports nothing from the ROS side).
+# MSRS class ids (kept local: this module needs only numpy and OpenCV).
 UNLABELLED, CAR, PERSON, BIKE, CURVE, CAR_STOP, GUARDRAIL, COLOR_CONE, BUMP = range(9)
 NUM_CLASSES = 9
 

@@ -1,0 +1,47 @@
+"""The package's layers: the runtime never imports the trainer, the core never imports ROS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _modules_after(code: str) -> set[str]:
+    """Module names loaded by a fresh interpreter after running ``code`` (no site hooks of the venv matter:
+    the ROS wheels' bootstrapper only sets library paths)."""
+    probe = textwrap.dedent(code) + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    )
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import sccosf_ros.bags, sccosf_ros.evaluation",
+        # the demo bag draws synthetic scenes: the generator lives on the runtime side
+        "import tempfile, sccosf_ros.bags as b\n"
+        "spec = b.SyntheticBagSpec(seconds=0.3, height=48, width=64)\n"
+        "b.write_synthetic_bag(tempfile.mkdtemp() + '/x', spec)",
+    ],
+)
+def test_the_runtime_loads_no_trainer_module(code: str) -> None:
+    loaded = _modules_after(code)
+    assert not {m for m in loaded if m == "sccosf_train" or m.startswith("sccosf_train.")}
+
+
+def test_the_core_loads_no_ros() -> None:
+    loaded = _modules_after(
+        "import sccosf_ros.engine, sccosf_ros.evaluation, sccosf_ros.pairing, sccosf_ros.metrics, "
+        "sccosf_ros.imaging, sccosf_ros.synthetic, sccosf_ros.topics"
+    )
+    assert not {
+        m for m in loaded if m.split(".")[0] in ("rclpy", "sensor_msgs", "std_msgs", "rcl_interfaces")
+    }
