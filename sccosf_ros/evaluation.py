@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,14 +111,6 @@ def load_labels(bag: str | Path, topic: str | None) -> tuple[dict[int, bytes] | 
 
 def _decode_label(png: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-
-
-def _percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0}
-    a = np.asarray(values, np.float64)
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": p50, "p95": p95, "p99": p99, "max": a.max(), "mean": a.mean(), "count": len(a)}
 
 
 @dataclass

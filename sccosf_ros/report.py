@@ -136,83 +136,96 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """``report.md`` from the summary dict that the evaluator and the replay tool build."""
+def _header(report: Mapping[str, Any]) -> list[str]:
     lines = [f"# {report.get('title', 'SC-CoSF evaluation')}", ""]
     lines += [f"- Bag: `{report.get('bag')}`", f"- Checkpoint: `{report.get('checkpoint')}`"]
-    for key in ("mode", "device", "threads", "rate", "generated"):
-        if key in report:
-            lines.append(f"- {key.capitalize()}: {report[key]}")
-    note = report.get("note")
-    if note:
-        lines += ["", f"> {note}"]
+    lines += [
+        f"- {k.capitalize()}: {report[k]}"
+        for k in ("mode", "device", "threads", "rate", "generated")
+        if k in report
+    ]
+    return lines + (["", f"> {report['note']}"] if report.get("note") else [])
 
-    pairs = report.get("pairs", {})
-    if pairs:
-        lines += ["", "## Pairing", "", "| | count |", "|---|---:|"]
-        rows = [(k, v) for k, v in pairs.items() if not isinstance(v, dict)]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in rows]
 
-    node = report.get("node_counters")
-    if node:
-        lines += ["", "## The node's own counters (/diagnostics, warm-up excluded)", ""]
-        lines += ["| | count |", "|---|---:|"]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in node.items()]
+def _counts(title: str, counts: Mapping[str, Any] | None) -> list[str]:
+    """A two-column table of the mapping's scalar entries (nested groups are left out)."""
+    if not counts:
+        return []
+    rows = [(k, v) for k, v in counts.items() if not isinstance(v, dict)]
+    return ["", f"## {title}", "", "| | count |", "|---|---:|"] + [
+        f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in rows
+    ]
 
-    thr = report.get("throughput", {})
-    if thr:
-        lines += ["", "## Throughput", "", "| | value |", "|---|---:|"]
-        rows = [(k, v) for k, v in thr.items() if not isinstance(v, dict)]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v, 2)} |" for k, v in rows]
-        for group, values in thr.items():
-            if isinstance(values, dict) and values:
-                lines.append(
-                    f"| {group.replace('_', ' ')} | "
-                    + ", ".join(f"{k} {_fmt(v, 1)}" for k, v in values.items())
-                    + " |"
-                )
 
-    lat = report.get("latency_ms")
-    if lat:
-        lines += ["", "## End-to-end latency (ms)", "", "| p50 | p95 | p99 | max | n |", "|---:" * 5 + "|"]
-        lines.append(
-            f"| {_fmt(lat.get('p50'), 1)} | {_fmt(lat.get('p95'), 1)} | {_fmt(lat.get('p99'), 1)} | "
-            f"{_fmt(lat.get('max'), 1)} | {lat.get('count')} |"
-        )
+def _throughput(thr: Mapping[str, Any]) -> list[str]:
+    if not thr:
+        return []
+    lines = ["", "## Throughput", "", "| | value |", "|---|---:|"]
+    lines += [f"| {k.replace('_', ' ')} | {_fmt(v, 2)} |" for k, v in thr.items() if not isinstance(v, dict)]
+    for group, values in thr.items():
+        if isinstance(values, dict) and values:
+            cells = ", ".join(f"{k} {_fmt(v, 1)}" for k, v in values.items())
+            lines.append(f"| {group.replace('_', ' ')} | {cells} |")
+    return lines
 
-    fusion = report.get("fusion", {})
+
+def _latency(lat: Mapping[str, Any] | None) -> list[str]:
+    if not lat:
+        return []
+    cells = " | ".join(_fmt(lat.get(k), 1) for k in ("p50", "p95", "p99", "max"))
+    head = ["", "## End-to-end latency (ms)", "", "| p50 | p95 | p99 | max | n |", "|---:" * 5 + "|"]
+    return [*head, f"| {cells} | {lat.get('count')} |"]
+
+
+def _fusion(fusion: Mapping[str, Any]) -> list[str]:
     mean = fusion.get("mean", {})
-    if mean:
-        lines += ["", f"## Fusion metrics (mean over {fusion.get('frames')} frames)", ""]
-        if fusion.get("convention"):
-            lines += [fusion["convention"], ""]
-        lines += ["| " + " | ".join(mean) + " |", "|" + "---:|" * len(mean)]
-        lines.append("| " + " | ".join(_fmt(v) for v in mean.values()) + " |")
+    if not mean:
+        return []
+    lines = ["", f"## Fusion metrics (mean over {fusion.get('frames')} frames)", ""]
+    if fusion.get("convention"):
+        lines += [fusion["convention"], ""]
+    lines += ["| " + " | ".join(mean) + " |", "|" + "---:|" * len(mean)]
+    return [*lines, "| " + " | ".join(_fmt(v) for v in mean.values()) + " |"]
 
+
+def _segmentation(report: Mapping[str, Any]) -> list[str]:
     seg = report.get("segmentation")
-    lines += ["", "## Segmentation", ""]
-    if seg:
-        lines.append(
-            f"mIoU **{_fmt(seg.get('miou'))}**, pixel accuracy {_fmt(seg.get('pixel_accuracy'))}, "
-            f"{seg.get('frames')} labelled frames."
-        )
-        lines += ["", "| class | IoU | pixels (label) |", "|---|---:|---:|"]
-        support = seg.get("support", {})
-        for name, iou in seg.get("per_class_iou", {}).items():
-            lines.append(f"| {name} | {_fmt(iou)} | {support.get(name, '')} |")
-        lines += ["", "IoU is – for classes absent from labels and predictions; mIoU averages the rest."]
-    else:
-        lines.append(str(report.get("segmentation_note", "No ground-truth labels in the bag: no mIoU.")))
+    lines = ["", "## Segmentation", ""]
+    if not seg:
+        return [*lines, str(report.get("segmentation_note", "No ground-truth labels in the bag: no mIoU."))]
+    lines.append(
+        f"mIoU **{_fmt(seg.get('miou'))}**, pixel accuracy {_fmt(seg.get('pixel_accuracy'))}, "
+        f"{seg.get('frames')} labelled frames."
+    )
+    lines += ["", "| class | IoU | pixels (label) |", "|---|---:|---:|"]
+    support = seg.get("support", {})
+    lines += [
+        f"| {n} | {_fmt(iou)} | {support.get(n, '')} |" for n, iou in seg.get("per_class_iou", {}).items()
+    ]
+    return [*lines, "", "IoU is – for classes absent from labels and predictions; mIoU averages the rest."]
 
-    outputs = report.get("outputs", {})
+
+def _outputs(outputs: Mapping[str, Any], warnings: list[str] | None) -> list[str]:
+    lines: list[str] = []
     if outputs:
-        lines += ["", "## Outputs", ""]
-        lines += [f"- {k.replace('_', ' ')}: `{v}`" for k, v in outputs.items() if v]
+        lines += ["", "## Outputs", ""] + [f"- {k.replace('_', ' ')}: `{v}`" for k, v in outputs.items() if v]
         if outputs.get("contact_sheet"):
             lines += ["", f"![contact sheet]({Path(outputs['contact_sheet']).name})"]
-    warnings = report.get("warnings")
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    return lines
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """``report.md`` from the summary dict that the evaluator and the replay tool build."""
+    lines = _header(report)
+    lines += _counts("Pairing", report.get("pairs"))
+    lines += _counts("The node's own counters (/diagnostics, warm-up excluded)", report.get("node_counters"))
+    lines += _throughput(report.get("throughput", {}))
+    lines += _latency(report.get("latency_ms"))
+    lines += _fusion(report.get("fusion", {}))
+    lines += _segmentation(report)
+    lines += _outputs(report.get("outputs", {}), report.get("warnings"))
     return "\n".join(lines) + "\n"
 
 

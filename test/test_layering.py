@@ -40,7 +40,7 @@ def test_the_runtime_loads_no_trainer_module(code: str) -> None:
 def test_the_core_loads_no_ros() -> None:
     loaded = _modules_after(
         "import sccosf_ros.engine, sccosf_ros.evaluation, sccosf_ros.pairing, sccosf_ros.metrics, "
-        "sccosf_ros.imaging, sccosf_ros.synthetic, sccosf_ros.topics"
+        "sccosf_ros.imaging, sccosf_ros.synthetic, sccosf_ros.topics, sccosf_ros.replay"
     )
     assert not {
         m for m in loaded if m.split(".")[0] in ("rclpy", "sensor_msgs", "std_msgs", "rcl_interfaces")

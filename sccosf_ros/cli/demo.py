@@ -77,10 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     live = None
     if not args.no_live:
-        try:
-            from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag
-        except ImportError as exc:
-            print(f"[2/3] live replay skipped: rclpy/sensor_msgs not importable ({exc})")
+        from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag, ros_missing
+
+        missing = ros_missing()
+        if missing:
+            print(f"[2/3] live replay skipped: rclpy/sensor_msgs not importable ({missing})")
         else:
             print(f"[2/3] live: starting fusion_node, replaying at {args.rate}x")
             cfg = ReplayConfig(

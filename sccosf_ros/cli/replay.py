@@ -43,11 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--node-arg=input_qos:=reliable (repeatable)",
     )
     args = parser.parse_args(argv)
-    try:
-        from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag
-    except ImportError as exc:
+    from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag, ros_missing
+
+    missing = ros_missing()
+    if missing:
         print(
-            f"sccosf-replay: error: needs rclpy and sensor_msgs ({exc}); sccosf-eval works without ROS",
+            f"sccosf-replay: error: needs rclpy and sensor_msgs ({missing}); sccosf-eval works without ROS",
             file=sys.stderr,
         )
         return 2

@@ -1,0 +1,82 @@
+"""What the replay knows of a bag before it plays it: one streaming pass (bags can exceed memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sccosf_ros import bags
+from sccosf_ros.pairing import ApproximateTimePairer
+from sccosf_ros.replay.config import ReplayConfig
+
+
+def stamp_of(data: bytes) -> int:
+    """Header stamp (ns) of a CDR-serialised ``sensor_msgs/Image``."""
+    return bags.stamp_to_ns(bags.TYPESTORE.deserialize_cdr(data, bags.IMAGE_TYPE).header.stamp)
+
+
+def restamp(data: bytes, msgtype: str, stamp_ns: int) -> bytes:
+    """The same serialised message with another header stamp."""
+    msg = bags.TYPESTORE.deserialize_cdr(data, msgtype)
+    sec, nsec = bags.ns_to_stamp(stamp_ns)
+    msg.header.stamp = type(msg.header.stamp)(sec=sec, nanosec=nsec)
+    return bytes(bags.TYPESTORE.serialize_cdr(msg, msgtype))
+
+
+@dataclass
+class BagScan:
+    """The pairs to expect, warm-up material and message counts of a bag's two input topics."""
+
+    expected: dict[int, int]  # RGB stamp -> thermal stamp, as the node's policy pairs them in log order
+    first: dict[str, bags.RawMessage]  # first message per input topic (warm-up material)
+    t0_log: int
+    counts: dict[str, int]
+    thermal_stamps: list[int] = field(default_factory=list)
+
+
+def check_bag(bag: Path, cfg: ReplayConfig) -> None:
+    """Fail before starting anything when the bag lacks the input topics or holds other types."""
+    topics = bags.bag_topics(bag)
+    for t in (cfg.rgb_topic, cfg.thermal_topic):
+        if t not in topics:
+            raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
+        if topics[t] != bags.IMAGE_TYPE:
+            raise bags.BagError(f"replay plays sensor_msgs/Image; {t} is {topics[t]}")
+
+
+def scan_bag(bag: Path, cfg: ReplayConfig) -> BagScan:
+    """Pair the bag as the node would (its policy, queue and slop), remembering first messages and counts."""
+    pairer = ApproximateTimePairer(cfg.queue_size, cfg.slop)
+    scan = BagScan({}, {}, 0, {cfg.rgb_topic: 0, cfg.thermal_topic: 0})
+    for m in bags.read_raw(bag, [cfg.rgb_topic, cfg.thermal_topic]):
+        if not scan.first:
+            scan.t0_log = m.log_time_ns
+        scan.first.setdefault(m.topic, m)
+        scan.counts[m.topic] += 1
+        stamp = stamp_of(m.data)
+        if m.topic == cfg.thermal_topic:
+            scan.thermal_stamps.append(stamp)
+        for p in pairer.add("rgb" if m.topic == cfg.rgb_topic else "thermal", stamp, stamp):
+            scan.expected[p.rgb_stamp_ns] = p.thermal_stamp_ns
+    if not all(scan.counts.values()):
+        raise bags.BagError(f"nothing to replay: message counts {scan.counts} in {bag}")
+    return scan
+
+
+@dataclass
+class BagLabels:
+    """The bag's label images by stamp (PNG bytes), or None with the reason."""
+
+    by_stamp: dict[int, bytes] | None
+    note: str | None
+
+
+@dataclass
+class ReplayJob:
+    """One replay: the bag, where its results go, the settings, and what the scan and labels found."""
+
+    bag: Path
+    out: Path
+    cfg: ReplayConfig
+    scan: BagScan
+    labels: BagLabels
