@@ -30,14 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sccosf_ros.model.color import luma
 from sccosf_train.augment import IGNORE_INDEX
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-
-
-def luminance(rgb: Tensor) -> Tensor:
-    """BT.601 Y of (B,3,H,W) RGB in [0, 1] (the same Y the model's colour path uses)."""
-    return 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
 
 
 def sobel_magnitude(x: Tensor) -> Tensor:
@@ -170,6 +166,7 @@ def joint_loss(
     cw = None if w.class_weights is None else torch.tensor(w.class_weights, device=labels.device)
     seg = segmentation_loss(out["seg_logits"], labels, w.ohem_thresh, w.ohem_min_kept, cw)
     fg = foreground_mask(labels, has_labels, out["seg_logits"], w.fg_classes)
-    fus = fusion_loss(out["fused_y"], luminance(rgb.float()), thermal.float(), fg, w)
+    # the same Y as the model's colour path
+    fus = fusion_loss(out["fused_y"], luma(rgb.float()), thermal.float(), fg, w)
     total = w.seg * seg + w.fusion * fus["fusion"]
     return {"total": total, "seg": seg, **fus}

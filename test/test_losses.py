@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from sccosf_ros.model.color import luma
 from sccosf_train.losses import (
     LossWeights,
     enet_class_weights,
     foreground_mask,
     fusion_loss,
     joint_loss,
-    luminance,
     segmentation_loss,
     sobel_magnitude,
     ssim,
@@ -143,7 +143,7 @@ def test_joint_loss_on_model_like_outputs_is_finite_and_differentiable():
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
     assert torch.isfinite(fused_y.grad).all() and torch.isfinite(logits.grad).all()
-    assert luminance(rgb).shape == (2, 1, 16, 16)
+    assert luma(rgb).shape == (2, 1, 16, 16)
 
 
 def test_floor_gradient_term_costs_only_a_shortfall_of_texture():

@@ -17,8 +17,8 @@ from sccosf_ros.model import (
     default_imagenet_weights_path,
     fold_batchnorm_,
     load_imagenet_encoder,
-    rgb_to_ycbcr,
-    ycbcr_to_rgb,
+    rgb_to_ycbcr_planes,
+    ycbcr_planes_to_rgb,
 )
 from sccosf_ros.model.ss2d import SS2D
 
@@ -92,8 +92,8 @@ def test_fused_keeps_visible_chroma() -> None:
     th = 0.4 + 0.2 * torch.rand(1, 1, 96, 128, generator=g)
     with torch.no_grad():
         out = model(rgb, th)
-    _, cb_v, cr_v = rgb_to_ycbcr(rgb)
-    y_f, cb_f, cr_f = rgb_to_ycbcr(out["fused"])
+    _, cb_v, cr_v = rgb_to_ycbcr_planes(rgb)
+    y_f, cb_f, cr_f = rgb_to_ycbcr_planes(out["fused"])
     inside = ((out["fused"] > 0) & (out["fused"] < 1)).all(dim=1, keepdim=True)
     assert inside.float().mean() > 0.95
     torch.testing.assert_close(cb_f[inside], cb_v[inside], atol=1e-5, rtol=0)
@@ -103,7 +103,7 @@ def test_fused_keeps_visible_chroma() -> None:
 
 def test_ycbcr_round_trip() -> None:
     rgb = torch.rand(2, 3, 8, 8)
-    torch.testing.assert_close(ycbcr_to_rgb(*rgb_to_ycbcr(rgb)), rgb, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ycbcr_planes_to_rgb(*rgb_to_ycbcr_planes(rgb)), rgb, atol=1e-6, rtol=0)
 
 
 def test_weight_one_returns_visible_luminance() -> None:
@@ -115,7 +115,7 @@ def test_weight_one_returns_visible_luminance() -> None:
         head.bias.copy_(torch.tensor([30.0, 0.0, -30.0, 0.0]))
         rgb, th = _inputs(1, 96, 128)
         out = model(rgb, th)
-    torch.testing.assert_close(out["fused_y"], rgb_to_ycbcr(rgb)[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["fused_y"], rgb_to_ycbcr_planes(rgb)[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(out["fused"], rgb, atol=1e-5, rtol=0)
 
 

@@ -17,9 +17,12 @@ import numpy as np
 
 from .encodings import ImageConversionError, canonical_encoding
 
+BT601_LUMA = (0.299, 0.587, 0.114)
+"""Weights of R, G, B in the luminance Y: the one definition for images, the network and the metrics."""
+
 _RGB2YCC = np.array(
     [
-        [0.299, 0.587, 0.114],
+        BT601_LUMA,
         [-0.168736, -0.331264, 0.5],
         [0.5, -0.418688, -0.081312],
     ]

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .color import BT601_LUMA
 from .encodings import ImageConversionError, canonical_encoding
 
 _MODES = ("auto", "percentile", "minmax", "fixed")
@@ -156,7 +157,7 @@ def to_thermal_gray(image: np.ndarray, encoding: str) -> np.ndarray:
     rgb = image[:, :, :3]
     if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2]):
         return np.ascontiguousarray(rgb[:, :, 0])
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    weights = np.array(BT601_LUMA, np.float32)
     if enc in ("bgr8", "bgra8", "8UC3", "8UC4"):
         weights = weights[::-1]
     luma = rgb.astype(np.float32) @ weights

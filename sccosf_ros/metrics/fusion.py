@@ -18,9 +18,11 @@ import math
 import cv2
 import numpy as np
 
+from sccosf_ros.imaging.color import BT601_LUMA
+
 FUSION_METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array(BT601_LUMA)
 
 
 def to_gray255(image: np.ndarray, float_range: float = 1.0) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sccosf_ros.model.cfm import ScCFM
-from sccosf_ros.model.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sccosf_ros.model.color import rgb_to_ycbcr_planes, ycbcr_planes_to_rgb
 from sccosf_ros.model.config import PRESETS, ModelConfig
 from sccosf_ros.model.decoders import ICRMDecoder, ReAWDecoder, reaw_reconstruct
 from sccosf_ros.model.encoder import STAGE_CHANNELS, MobileNetV2Trunk, load_imagenet_encoder
@@ -87,12 +87,12 @@ class SCCoSF(nn.Module):
             self.icrm.logits(s, guide), size=(height, width), mode="bilinear", align_corners=False
         )
         maps = F.interpolate(self.reaw.maps(r, s), size=(height, width), mode="bilinear", align_corners=False)
-        y_vis, cb, cr = rgb_to_ycbcr(rgb)
+        y_vis, cb, cr = rgb_to_ycbcr_planes(rgb)
         # Region-weighted choice of base intensity plus gated detail layers (not a sum of features): little
         # redundancy, and the full-resolution detail of the sources passes through at full resolution.
         fused_y, weights = reaw_reconstruct(maps, y_vis, thermal, self.config.reaw_radius)
         return {
-            "fused": ycbcr_to_rgb(fused_y, cb, cr),
+            "fused": ycbcr_planes_to_rgb(fused_y, cb, cr),
             "fused_y": fused_y,
             "seg_logits": seg,
             "weights": weights,
