@@ -10,6 +10,7 @@ mkdir -p "$OUT"
 run() { echo "== $*" | tee -a "$OUT/log.txt"; "$@" 2>&1 | tee -a "$OUT/log.txt"; }
 
 run .venv/bin/sccosf-model-info
+run $PY benchmarks/bench_core.py --runs 10
 run $PY benchmarks/bench_model.py --preset tiny --threads 2 --size 480 640 --runs 15 --fold-bn --no-profile
 run $PY benchmarks/bench_model.py --preset base --threads 2 --size 480 640 --runs 3 --fold-bn --no-profile --no-yardstick
 run $PY benchmarks/bench_scan.py --threads 2 --repeats 5 --seq-repeats 2

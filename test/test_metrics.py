@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import cv2
@@ -163,10 +162,7 @@ def test_real_pair_against_seafusion() -> None:
     vi = to_gray255(rgb(MSRS / "vi" / name))
     fused = to_gray255(rgb(MSRS / "seafusion" / name))
     assert fused.shape == ir.shape == vi.shape == (480, 640)
-    start = time.perf_counter()
-    scores = fusion_metrics(fused, ir, vi)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"metric suite took {elapsed:.2f} s on 640x480 (about 0.16 s when idle)"
+    scores = fusion_metrics(fused, ir, vi)  # its speed: benchmarks/bench_core.py
     assert 0 < scores["EN"] <= 8 and scores["SD"] > 0 and scores["SF"] > 0 and scores["AG"] > 0
     assert 0 < scores["MI"] < entropy(fused) * math.log(2) * 2
     assert 0 < scores["SSIM"] < 2 and 0 < scores["VIF"] < 2 and 0 < scores["Qabf"] < Q_PERFECT
