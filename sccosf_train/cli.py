@@ -30,6 +30,10 @@ HELP: dict[str, str] = {
     "val_split": "validation names: seafusion (the pairs with a file in MSRS_ROOT/seafusion/, held out), "
     "none, or a text file with one name per line",
     "label_dir": "label sub-folder name (default: first of Label, Segmentation_labels, labels)",
+    "label_root": "folder of label PNGs (NAME.png, class ids, 255 = ignore) outside --msrs-root, e.g. pseudo "
+    "labels from python -m sccosf_train.pseudo_labels; takes precedence over --label-dir",
+    "holdout": "pairs that neither train nor validate: seafusion (the pairs with a SeAFusion output), none, "
+    "or a file with one name per line; keeps a final test set untouched while --val-split validates",
     "synthetic_train": "number of synthetic labelled scenes mixed into training (0 = none)",
     "synthetic_val": "number of synthetic labelled scenes for validation (the only mIoU source without real "
     "labels)",

@@ -19,6 +19,8 @@ class TrainConfig:
     msrs_root: str | None = None
     val_split: str | None = "seafusion"  # seafusion | none (or None) | PATH (one name per line)
     label_dir: str | None = None  # default: first of Label/, Segmentation_labels/, labels/
+    label_root: str | None = None  # a folder of label PNGs outside msrs_root (e.g. pseudo labels); wins
+    holdout: str = "none"  # seafusion | none | PATH: pairs neither trained nor validated on
     synthetic_train: int = 180
     synthetic_val: int = 16
     synthetic_size: tuple[int, int] = (480, 640)
@@ -78,6 +80,8 @@ class TrainConfig:
                 setattr(self, f.name, tuple(v))
         if self.val_split is None:  # the CLI reads "--val-split none" as None
             self.val_split = "none"
+        if self.holdout is None:
+            self.holdout = "none"
         if self.schedule not in ("cosine", "poly", "constant"):
             raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):

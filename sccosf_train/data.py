@@ -21,11 +21,83 @@ from sccosf_train.dataset import (
 from sccosf_train.runtime import Dist, worker_init
 
 
+def real_split(cfg: TrainConfig, root: Path) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, held-out) pair names of an MSRS-layout folder.
+
+    ``val_split`` picks the validation names (``seafusion``: the pairs with a SeAFusion output; a file; or
+    none); ``holdout`` names pairs that neither train nor validate (kept for a final test, e.g. ``seafusion``
+    while a file of training pairs validates); ``val_max_pairs`` shortens validation.
+    """
+    all_names = MSRSFolderDataset(root).names
+    held = set(_names(cfg.holdout, root))
+    if cfg.val_split == "none":
+        val: list[str] = []
+    else:
+        val = _names(cfg.val_split, root)
+    train = [n for n in all_names if n not in set(val) | held]
+    val = [n for n in val if n not in held]
+    if cfg.val_max_pairs is not None:
+        val = val[: cfg.val_max_pairs]
+    return train, val, sorted(held)
+
+
+def _names(spec: str, root: Path) -> list[str]:
+    """Pair names of a split spec: ``seafusion`` (the pairs with a SeAFusion output), ``none`` or a file."""
+    if spec == "seafusion":
+        return seafusion_split(root)[1]
+    if spec == "none":
+        return []
+    return read_split_file(spec)
+
+
+def _real_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
+    root = Path(cfg.msrs_root)  # type: ignore[arg-type]
+    train_names, val_names, held = real_split(cfg, root)
+    labels = {"num_classes": cfg.num_classes, "label_dir": cfg.label_dir, "label_root": cfg.label_root}
+    tr = MSRSFolderDataset(root, train_names, crop=cfg.crop, augment=aug, seed=cfg.seed, **labels)
+    val = MSRSFolderDataset(root, val_names, crop=None, augment=False, **labels) if val_names else None
+    info = {
+        "msrs_root": str(root.resolve()),
+        "train_names": list(tr.names),
+        "val_names": list(val_names),
+        "holdout_names": held,
+        "label_root": str(Path(cfg.label_root).resolve()) if cfg.label_root else None,
+        "real_train_labelled": tr.num_labelled,
+        "real_val_labelled": val.num_labelled if val is not None else 0,
+        "val_split": cfg.val_split,
+        "holdout": cfg.holdout,
+    }
+    return tr, val, info
+
+
+def _synthetic_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[Dataset | None, Dataset | None]:
+    train = val = None
+    if cfg.synthetic_train > 0:
+        train = SyntheticDataset(
+            cfg.synthetic_train,
+            cfg.synthetic_seed,
+            cfg.synthetic_size,
+            crop=cfg.crop,
+            augment=aug,
+            misregistration_px=cfg.misregistration_px,
+            fresh_each_epoch=cfg.synthetic_fresh,
+        )
+    if cfg.synthetic_val > 0:
+        # A different seed stream from training: validation scenes are never trained on.
+        val = SyntheticDataset(
+            cfg.synthetic_val,
+            cfg.synthetic_seed + 10_000,
+            cfg.synthetic_size,
+            crop=None,
+            augment=False,
+            misregistration_px=cfg.misregistration_px,
+        )
+    return train, val
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, Any]]:
     """(train, [validation sets], data description for the summary)."""
     aug = AugmentConfig(enabled=cfg.augment)
-    parts: list[Dataset] = []
-    vals: list[Dataset] = []
     info: dict[str, Any] = {
         "msrs_root": None,
         "synthetic_train": cfg.synthetic_train,
@@ -34,73 +106,13 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, 
         "synthetic_seed": cfg.synthetic_seed,
         "crop": list(cfg.crop),
     }
+    real_train = real_val = None
     if cfg.msrs_root:
-        root = Path(cfg.msrs_root)
-        if cfg.val_split == "seafusion":
-            train_names, val_names = seafusion_split(root)
-        elif cfg.val_split == "none":
-            train_names, val_names = None, []
-        else:
-            val_names = read_split_file(cfg.val_split)
-            all_names = MSRSFolderDataset(root, label_dir=cfg.label_dir).names
-            held = set(val_names)
-            train_names = [n for n in all_names if n not in held]
-        if cfg.val_max_pairs is not None:
-            val_names = val_names[: cfg.val_max_pairs]
-        tr = MSRSFolderDataset(
-            root,
-            train_names,
-            crop=cfg.crop,
-            augment=aug,
-            seed=cfg.seed,
-            num_classes=cfg.num_classes,
-            label_dir=cfg.label_dir,
-        )
-        parts.append(tr)
-        if val_names:
-            vals.append(
-                MSRSFolderDataset(
-                    root,
-                    val_names,
-                    crop=None,
-                    augment=False,
-                    num_classes=cfg.num_classes,
-                    label_dir=cfg.label_dir,
-                )
-            )
-        info.update(
-            msrs_root=str(root.resolve()),
-            train_names=list(tr.names),
-            val_names=list(val_names),
-            real_train_labelled=tr.num_labelled,
-            real_val_labelled=vals[0].num_labelled if val_names else 0,  # type: ignore[attr-defined]
-            val_split=cfg.val_split,
-        )
-    if cfg.synthetic_train > 0:
-        parts.append(
-            SyntheticDataset(
-                cfg.synthetic_train,
-                cfg.synthetic_seed,
-                cfg.synthetic_size,
-                crop=cfg.crop,
-                augment=aug,
-                misregistration_px=cfg.misregistration_px,
-                fresh_each_epoch=cfg.synthetic_fresh,
-            )
-        )
-    if cfg.synthetic_val > 0:
-        # A different seed stream from training: validation scenes are never trained on.
-        vals.append(
-            SyntheticDataset(
-                cfg.synthetic_val,
-                cfg.synthetic_seed + 10_000,
-                cfg.synthetic_size,
-                crop=None,
-                augment=False,
-                misregistration_px=cfg.misregistration_px,
-            )
-        )
-    train = MixedDataset(parts)
+        real_train, real_val, real_info = _real_datasets(cfg, aug)
+        info.update(real_info)
+    synth_train, synth_val = _synthetic_datasets(cfg, aug)
+    train = MixedDataset([d for d in (real_train, synth_train) if d is not None])
+    vals = [d for d in (real_val, synth_val) if d is not None]
     info["synthetic_fresh"] = cfg.synthetic_fresh
     info["train_samples"] = len(train)
     info["val_samples"] = sum(len(v) for v in vals)  # type: ignore[arg-type]

@@ -115,8 +115,9 @@ class MSRSFolderDataset(_EpochSeeded):
     """Pairs in the MSRS layout: ``root/ir/NAME``, ``root/vi/NAME`` and optionally ``root/Label/NAME``.
 
     Pairs by file stem. Every name must exist in both ``ir/`` and ``vi/`` (unpaired files are an error that
-    lists them: silently dropping data hides mistakes). Label files are optional per pair. ``split_names``
-    selects (and orders) a subset; a name not present is an error.
+    lists them: silently dropping data hides mistakes). Label files are optional per pair; ``label_root``
+    takes them from a folder elsewhere (pseudo labels beside a read-only dataset). ``split_names`` selects
+    (and orders) a subset; a name not present is an error.
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class MSRSFolderDataset(_EpochSeeded):
         seed: int = 0,
         num_classes: int = NUM_CLASSES,
         label_dir: str | None = None,
+        label_root: str | Path | None = None,
     ) -> None:
         super().__init__(crop, augment, seed)
         self.root = Path(root)
@@ -141,17 +143,7 @@ class MSRSFolderDataset(_EpochSeeded):
             parts = [f"{len(only_ir)} in ir/ only: {[ir[n].name for n in only_ir[:5]]}"] if only_ir else []
             parts += [f"{len(only_vi)} in vi/ only: {[vi[n].name for n in only_vi[:5]]}"] if only_vi else []
             raise DatasetError(f"{self.root}: unpaired images, " + "; ".join(parts))
-        labels: dict[str, Path] = {}
-        dirs = [label_dir] if label_dir else list(LABEL_DIRS)
-        for d in dirs:
-            if (self.root / d).is_dir():
-                labels = _list_images(self.root / d)
-                self.label_dir: Path | None = self.root / d
-                break
-        else:
-            self.label_dir = None
-            if label_dir:
-                raise DatasetError(f"{self.root}: label folder '{label_dir}/' not found")
+        labels = self._find_labels(label_dir, label_root)
         names = sorted(ir)
         if split_names is not None:
             missing = [n for n in split_names if n not in ir]
@@ -163,6 +155,22 @@ class MSRSFolderDataset(_EpochSeeded):
         self.names = names
         self._ir, self._vi = ir, vi
         self._labels = {n: labels[n] for n in names if n in labels}
+
+    def _find_labels(self, label_dir: str | None, label_root: str | Path | None) -> dict[str, Path]:
+        """Label files by stem, from ``label_root``, ``root/label_dir`` or the first usual sub-folder."""
+        if label_root is not None:
+            if not Path(label_root).is_dir():
+                raise DatasetError(f"label folder {label_root} not found")
+            self.label_dir: Path | None = Path(label_root)
+            return _list_images(self.label_dir)
+        for d in [label_dir] if label_dir else list(LABEL_DIRS):
+            if (self.root / d).is_dir():
+                self.label_dir = self.root / d
+                return _list_images(self.label_dir)
+        self.label_dir = None
+        if label_dir:
+            raise DatasetError(f"{self.root}: label folder '{label_dir}/' not found")
+        return {}
 
     def __len__(self) -> int:
         return len(self.names)

@@ -150,3 +150,28 @@ def test_seafusion_split_on_the_shared_pairs():
     ds = MSRSFolderDataset(MSRS, val[:1])
     s = ds[0]
     assert s["rgb"].shape == (3, 480, 640) and not bool(s["has_labels"])
+
+
+def test_labels_from_a_folder_outside_the_data_root(tmp_path):
+    root = _make_root(tmp_path / "data", labelled=())
+    pseudo = tmp_path / "pseudo"
+    pseudo.mkdir()
+    cv2.imwrite(str(pseudo / "b.png"), np.full((24, 32), 2, np.uint8))
+    ds = MSRSFolderDataset(root, label_root=pseudo)
+    assert ds.num_labelled == 1 and ds.label_dir == pseudo
+    assert bool(ds[1]["has_labels"]) and int(ds[1]["labels"].max()) == 2 and not bool(ds[0]["has_labels"])
+    with pytest.raises(DatasetError, match="not found"):
+        MSRSFolderDataset(root, label_root=tmp_path / "missing")
+
+
+def test_holdout_pairs_neither_train_nor_validate(tmp_path):
+    from sccosf_train.config import TrainConfig
+    from sccosf_train.data import real_split
+
+    root = _make_root(tmp_path / "data", names=("a", "b", "c", "d", "e"))
+    val_file, held_file = tmp_path / "val.txt", tmp_path / "held.txt"
+    val_file.write_text("b\n# a comment\nc\n")
+    held_file.write_text("c\nd\n")
+    train, val, held = real_split(TrainConfig(val_split=str(val_file), holdout=str(held_file)), root)
+    assert (train, val, held) == (["a", "e"], ["b"], ["c", "d"])
+    assert real_split(TrainConfig(val_split="none", holdout="none"), root) == (list("abcde"), [], [])
