@@ -21,7 +21,7 @@ MSRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrs"
 def _make_root(tmp_path: Path, names=("a", "b", "c"), labelled=("a",), size=(24, 32)) -> Path:
     rng = np.random.default_rng(0)
     for sub in ("ir", "vi", "Label"):
-        (tmp_path / sub).mkdir()
+        (tmp_path / sub).mkdir(parents=True)
     for n in names:
         cv2.imwrite(str(tmp_path / "ir" / f"{n}.png"), rng.integers(0, 255, size, dtype=np.uint8))
         cv2.imwrite(str(tmp_path / "vi" / f"{n}.png"), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
