@@ -451,6 +451,46 @@ def _render_thermal(
     return np.clip(t, 0, 255).astype(np.uint8), shift
 
 
+def _place_objects(g: _Geometry, rng: np.random.Generator) -> list[tuple[float, str, float]]:
+    """(foot row, kind, lateral u) of each object, far to near so nearer ones are drawn over farther ones.
+
+    Far objects are more frequent (perspective).
+    """
+    objs: list[tuple[float, str, float]] = []
+
+    def add(kind: str, n: int, u_lo: float, u_hi: float, s_lo: float = 0.06) -> None:
+        for _ in range(n):
+            s = s_lo + (1 - s_lo) * rng.random() ** 1.6
+            objs.append((g.y_of(s), kind, rng.uniform(u_lo, u_hi)))
+
+    add("car", int(rng.integers(0, 4)) + int(rng.random() < 0.5), -0.8, 0.8, 0.1)
+    add("person", int(rng.integers(1, 5)), -1.7, 1.7, 0.1)
+    add("bike", int(rng.random() < 0.6) * int(rng.integers(1, 3)), -1.3, 1.3, 0.12)
+    add("cone", int(rng.random() < 0.6) * int(rng.integers(1, 5)), -0.9, 0.9, 0.12)
+    add("car_stop", int(rng.random() < 0.55) * int(rng.integers(1, 4)), 1.15, 1.6, 0.12)
+    add("bump", int(rng.random() < 0.5), 0, 0, 0.25)
+    objs.sort(key=lambda o: o[0])
+    return objs
+
+
+def _draw_object(
+    cv: _Canvas, g: _Geometry, rng: np.random.Generator, night: bool, kind: str, y: float, u: float, rt: float
+) -> None:
+    x = g.x_at(u, y)
+    if kind == "car":
+        _car(cv, g, rng, night, y, x)
+    elif kind == "person":
+        _person(cv, g, rng, night, y, x)
+    elif kind == "bike":
+        _bike(cv, g, rng, night, y, x)
+    elif kind == "cone":
+        _cone(cv, g, rng, night, y, x, rt)
+    elif kind == "car_stop":
+        _car_stop(cv, g, rng, y, g.x_at(u * (1 if rng.random() < 0.5 else -1), y), rt)
+    else:
+        _bump(cv, g, rng, y, rt)
+
+
 def generate_scene(
     seed: int, height: int = 480, width: int = 640, night: bool | None = None, misregistration_px: float = 0.0
 ) -> Scene:
@@ -474,35 +514,8 @@ def generate_scene(
     for side in (-1, 1):
         if rng.random() < 0.45:
             _guardrail(cv, g, rng, night, side)
-    # Objects: (foot row, kind, lateral u). Far objects are more frequent (perspective).
-    objs: list[tuple[float, str, float]] = []
-
-    def add(kind: str, n: int, u_lo: float, u_hi: float, s_lo: float = 0.06) -> None:
-        for _ in range(n):
-            s = s_lo + (1 - s_lo) * rng.random() ** 1.6
-            objs.append((g.y_of(s), kind, rng.uniform(u_lo, u_hi)))
-
-    add("car", int(rng.integers(0, 4)) + int(rng.random() < 0.5), -0.8, 0.8, 0.1)
-    add("person", int(rng.integers(1, 5)), -1.7, 1.7, 0.1)
-    add("bike", int(rng.random() < 0.6) * int(rng.integers(1, 3)), -1.3, 1.3, 0.12)
-    add("cone", int(rng.random() < 0.6) * int(rng.integers(1, 5)), -0.9, 0.9, 0.12)
-    add("car_stop", int(rng.random() < 0.55) * int(rng.integers(1, 4)), 1.15, 1.6, 0.12)
-    add("bump", int(rng.random() < 0.5), 0, 0, 0.25)
-    objs.sort(key=lambda o: o[0])
-    for y, kind, u in objs:
-        x = g.x_at(u, y)
-        if kind == "car":
-            _car(cv, g, rng, night, y, x)
-        elif kind == "person":
-            _person(cv, g, rng, night, y, x)
-        elif kind == "bike":
-            _bike(cv, g, rng, night, y, x)
-        elif kind == "cone":
-            _cone(cv, g, rng, night, y, x, rt)
-        elif kind == "car_stop":
-            _car_stop(cv, g, rng, y, g.x_at(u * (1 if rng.random() < 0.5 else -1), y), rt)
-        else:
-            _bump(cv, g, rng, y, rt)
+    for y, kind, u in _place_objects(g, rng):
+        _draw_object(cv, g, rng, night, kind, y, u, rt)
     rgb = _render_visible(cv, rng, night)
     thermal, shift = _render_thermal(cv, rng, misregistration_px)
     return Scene(rgb=rgb, thermal=thermal, labels=cv.labels, night=night, seed=seed, thermal_shift=shift)

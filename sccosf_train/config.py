@@ -7,6 +7,17 @@ from dataclasses import dataclass, fields
 from sccosf_train.losses import LossWeights
 
 
+# Options with a fixed set of values (checked in TrainConfig.__post_init__).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "schedule": ("cosine", "poly", "constant"),
+    "amp": ("auto", "bf16", "fp16", "off"),
+    "grad_mode": ("l1", "floor"),
+    "fg_target": ("max", "thermal"),
+    "seg_class_weights": ("none", "enet"),
+    "best_metric": ("val_loss", "miou"),
+}
+
+
 @dataclass
 class TrainConfig:
     """Every option of ``sccosf-train`` (YAML keys and ``--flags`` have these names, ``_`` ↔ ``-``)."""
@@ -82,20 +93,11 @@ class TrainConfig:
             self.val_split = "none"
         if self.holdout is None:
             self.holdout = "none"
-        if self.schedule not in ("cosine", "poly", "constant"):
-            raise ValueError(f"schedule must be cosine, poly or constant, got {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        if self.grad_mode not in ("l1", "floor"):
-            raise ValueError(f"grad_mode must be l1 or floor, got {self.grad_mode!r}")
-        if self.fg_target not in ("max", "thermal"):
-            raise ValueError(f"fg_target must be max or thermal, got {self.fg_target!r}")
-        if self.seg_class_weights not in ("none", "enet"):
-            raise ValueError(f"seg_class_weights must be none or enet, got {self.seg_class_weights!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         if self.resume and self.init_from:
             raise ValueError("give --resume (continue a run) or --init-from (start from weights), not both")
-        if self.best_metric not in ("val_loss", "miou"):
-            raise ValueError(f"best_metric must be val_loss or miou, got {self.best_metric!r}")
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
         if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map

@@ -96,11 +96,10 @@ class ThermalNormalizer:
             raise ValueError(f"low must be < high, got low={low}, high={high}")
         return low, high
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _checked(image: np.ndarray) -> np.ndarray:
         image = np.asarray(image)
-        if image.ndim == 3 and image.shape[2] == 1:
-            pass
-        elif image.ndim != 2:
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)):
             raise ImageConversionError(
                 f"thermal frame must be (H, W) or (H, W, 1), got {image.shape}; see to_thermal_gray()"
             )
@@ -108,6 +107,21 @@ class ThermalNormalizer:
             raise ImageConversionError("thermal frame is empty")
         if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
             raise ImageConversionError(f"thermal frame must be integer or float, got {image.dtype}")
+        return image
+
+    def _measured_range(self, sample: np.ndarray) -> tuple[float, float]:
+        """(low, high) of this frame's finite values: min/max, or smoothed percentiles."""
+        if self.mode == "minmax":
+            return float(sample.min()), float(sample.max())
+        low, high = (float(v) for v in np.percentile(sample, self.percentiles))
+        if self._range is not None:
+            a = self.smoothing
+            low = a * self._range[0] + (1.0 - a) * low
+            high = a * self._range[1] + (1.0 - a) * high
+        return low, high
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = self._checked(image)
         values = image.astype(np.float32, copy=False)
         finite = None
         if np.issubdtype(image.dtype, np.floating):
@@ -120,14 +134,7 @@ class ThermalNormalizer:
             sample = values if finite is None else values[finite]
             if sample.size == 0:  # nothing measurable: keep the previous range, show black
                 return np.zeros(image.shape, np.float32)
-            if self.mode == "minmax":
-                low, high = float(sample.min()), float(sample.max())
-            else:
-                low, high = (float(v) for v in np.percentile(sample, self.percentiles))
-                if self._range is not None:
-                    a = self.smoothing
-                    low = a * self._range[0] + (1.0 - a) * low
-                    high = a * self._range[1] + (1.0 - a) * high
+            low, high = self._measured_range(sample)
         self._range = (low, high)
         if not high > low:
             return np.zeros(image.shape, np.float32)
