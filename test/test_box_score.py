@@ -115,6 +115,20 @@ def test_merged_object_counts_once_and_uses_the_union_of_its_boxes() -> None:
         assert s.result()["per_class"]["car"]["fill"] == pytest.approx(fill)
 
 
+def test_ignored_pixels_are_no_prediction() -> None:
+    mask, boxes = _frame()
+    mask[0:2, 2:4] = 255  # 4 ignored pixels inside the car box: still uncovered
+    mask[7, :] = 255  # 10 more ignored pixels
+    s = BoxScore()
+    s.update(mask, boxes)
+    r = s.result()
+    assert r["pixels"] == 86 and r["ignored_pixels"] == 14
+    assert r["boxless_share"] == pytest.approx(5 / 86)
+    assert r["per_class"]["car"]["fill"] == 0.25
+    with pytest.raises(ValueError, match="collides"):
+        BoxScore(ignore_index=3)
+
+
 def test_f_score_edge_cases() -> None:
     assert f_score(0.5, 1.0) == pytest.approx(2 / 3)
     assert f_score(float("nan"), 0.0) == 0.0  # nothing predicted, objects present

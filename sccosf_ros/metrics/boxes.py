@@ -247,7 +247,9 @@ class BoxScore:
     """Accumulates the box score of predicted masks over a set of frames (see the module docstring).
 
     ``update(mask, boxes)`` takes an (H, W) integer class-id mask and the frame's boxes in mask pixels
-    (e.g. from :meth:`BoxDir.boxes` with the mask's size); ``result()`` returns the score.
+    (e.g. from :meth:`BoxDir.boxes` with the mask's size); ``result()`` returns the score. Pixels equal to
+    ``ignore_index`` (a label map's "unknown") are no prediction of any class and are left out of the
+    box-less share's denominator; they still count as uncovered inside an object's region.
     """
 
     def __init__(
@@ -258,6 +260,7 @@ class BoxScore:
         min_cover: float = MIN_COVER,
         merge_iou: float = MERGE_IOU,
         object_box: str = "union",
+        ignore_index: int | None = 255,
     ) -> None:
         if object_box not in OBJECT_BOX_POLICIES:
             raise ValueError(f"object_box must be one of {OBJECT_BOX_POLICIES}, got {object_box!r}")
@@ -272,12 +275,16 @@ class BoxScore:
         self.min_cover = float(min_cover)
         self.merge_iou = float(merge_iou)
         self.object_box = object_box
+        if ignore_index is not None and 0 <= ignore_index < self.num_classes:
+            raise ValueError(f"ignore_index {ignore_index} collides with a class id")
+        self.ignore_index = ignore_index
         self.reset()
 
     def reset(self) -> None:
         self.counts = {c: _ClassCounts() for c in self.classes}
         self.frames = 0
         self.pixels = 0
+        self.ignored_pixels = 0
         self.boxless_pixels = 0
 
     def update(self, mask: np.ndarray, boxes: Iterable[Box]) -> dict[str, Any]:
@@ -286,8 +293,12 @@ class BoxScore:
         mask = np.asarray(mask)
         if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
             raise ValueError(f"mask must be a 2-D integer class-id array, got {mask.shape} {mask.dtype}")
-        if mask.size and (mask.min() < 0 or mask.max() >= self.num_classes):
-            raise ValueError(f"mask holds ids outside 0..{self.num_classes - 1}")
+        ignored = mask == self.ignore_index if self.ignore_index is not None else np.zeros(mask.shape, bool)
+        valid = mask[~ignored]
+        if valid.size and (valid.min() < 0 or valid.max() >= self.num_classes):
+            raise ValueError(
+                f"mask holds ids outside 0..{self.num_classes - 1} (ignore_index={self.ignore_index})"
+            )
         h, w = mask.shape
         boxes = list(boxes)
         for b in boxes:
@@ -313,16 +324,26 @@ class BoxScore:
             k.fill_sum += float(sum(covers))
             frame[name] = {"pred_pixels": pred, "pred_in_box": in_box, "objects": len(groups), "hits": hits}
         boxless = int(np.isin(mask, self.boxless).sum())
+        n_ignored = int(ignored.sum())
         self.frames += 1
-        self.pixels += mask.size
+        self.pixels += mask.size - n_ignored
+        self.ignored_pixels += n_ignored
         self.boxless_pixels += boxless
         frame["boxless_pixels"] = boxless
         return frame
 
     def merge(self, other: BoxScore) -> BoxScore:
         """Add another accumulator's counts (same settings). Returns self."""
-        same = (self.classes, self.boxless, self.min_cover, self.merge_iou, self.object_box)
-        if same != (other.classes, other.boxless, other.min_cover, other.merge_iou, other.object_box):
+        same = (
+            self.classes,
+            self.boxless,
+            self.min_cover,
+            self.merge_iou,
+            self.object_box,
+            self.ignore_index,
+        )
+        theirs = (other.classes, other.boxless, other.min_cover, other.merge_iou, other.object_box)
+        if same != (*theirs, other.ignore_index):
             raise ValueError("cannot merge box scores with different settings")
         for c, k in other.counts.items():
             mine = self.counts[c]
@@ -333,6 +354,7 @@ class BoxScore:
             mine.fill_sum += k.fill_sum
         self.frames += other.frames
         self.pixels += other.pixels
+        self.ignored_pixels += other.ignored_pixels
         self.boxless_pixels += other.boxless_pixels
         return self
 
@@ -372,11 +394,13 @@ class BoxScore:
             "per_class": per_class,
             "frames": self.frames,
             "pixels": self.pixels,
+            "ignored_pixels": self.ignored_pixels,
             "settings": {
                 "min_cover": self.min_cover,
                 "merge_iou": self.merge_iou,
                 "object_box": self.object_box,
                 "boxless_classes": list(self.boxless),
+                "ignore_index": self.ignore_index,
             },
         }
 
