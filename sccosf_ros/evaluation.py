@@ -9,7 +9,8 @@ encoding, so the output bag holds exactly what the node would publish for those 
 
 Scoring conventions: fusion metrics (:mod:`sccosf_ros.metrics.fusion`) compare the fused image with the
 visible frame and with the thermal frame *as the network saw it* (normalised to [0, 1], resampled to the RGB
-grid); segmentation is scored against the label image whose header stamp equals the RGB frame's stamp exactly.
+grid); segmentation is scored against the label image whose header stamp equals the RGB frame's stamp exactly,
+and, with ``boxes``, against detection boxes (:mod:`sccosf_ros.box_eval` ties frames to box files).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import cv2
 import numpy as np
 
 from sccosf_ros import bags, topics
+from sccosf_ros.box_eval import BoxFrameScorer, load_frame_names
 from sccosf_ros.imaging.color import colorize_mask
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import ThermalNormalizer
+from sccosf_ros.metrics.boxes import BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.node.params import SPECS, thermal_normalizer
@@ -55,6 +58,8 @@ class EvalConfig:
     rgb_topic: str = topics.CAMERA_RGB
     thermal_topic: str = topics.CAMERA_THERMAL
     label_topic: str | None = topics.LABELS
+    boxes: str | Path | None = None  # box folder {fusion,infrared,visible}/NAME.txt (docs/metrics.md)
+    box_names: str | Path | None = None  # which frame is which name (sccosf_ros.box_eval); None: the bag's
     checkpoint: str | Path | None = None
     device: str = "auto"
     precision: str = "fp32"
@@ -123,6 +128,7 @@ class FrameScorer:
     contact_columns: int = 6
     frames: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    box_scorer: BoxFrameScorer | None = None
 
     def __post_init__(self) -> None:
         self.confusion = ConfusionMatrix(len(self.class_names))
@@ -169,6 +175,8 @@ class FrameScorer:
                     self.labelled += 1
                 except ValueError as exc:
                     self.warn(f"label at {stamp_ns} not scored: {exc}")
+        if self.box_scorer is not None:
+            self.box_scorer.add(stamp_ns, mask, record)
         self.metric_ms.append((time.perf_counter() - t0) * 1e3)
         self.frames.append(record)
         if self.sheet.wants_next():
@@ -269,6 +277,11 @@ def evaluate_bag(
         if t not in topics:
             raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
     labels, label_note = load_labels(bag, cfg.label_topic)
+    box_scorer = None
+    if cfg.boxes is not None:  # before the model loads: a wrong mapping fails fast
+        box_dir = BoxDir(cfg.boxes)
+        names, source = load_frame_names(cfg.box_names, bag, cfg.rgb_topic, box_dir)
+        box_scorer = BoxFrameScorer(box_dir, names, source)
     copy_topics = inputs + ([cfg.label_topic] if labels is not None and cfg.label_topic else [])
     compressed = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
     if len(compressed) != 1:
@@ -279,7 +292,9 @@ def evaluate_bag(
         recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed.pop()
     )
     pairer = ApproximateTimePairer(cfg.queue_size, cfg.slop)
-    scorer = FrameScorer(recorder.class_names, engine.palette, labels, cfg.contact_columns)
+    scorer = FrameScorer(
+        recorder.class_names, engine.palette, labels, cfg.contact_columns, box_scorer=box_scorer
+    )
     bag_path = out / "output_bag"
     if cfg.write_bag and bag_path.exists():
         raise bags.BagError(f"{bag_path} exists; evaluate into an empty directory")
@@ -349,6 +364,7 @@ def evaluate_bag(
         },
         "fusion": scorer.fusion_summary(),
         "segmentation": scorer.segmentation_summary(),
+        "box_score": box_scorer.summary() if box_scorer is not None else None,
         "outputs": outputs,
         "warnings": scorer.warnings + [f"{k}: {v} pairs rejected" for k, v in bad.items()],
     }

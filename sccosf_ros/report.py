@@ -205,6 +205,31 @@ def _segmentation(report: Mapping[str, Any]) -> list[str]:
     return [*lines, "", "IoU is – for classes absent from labels and predictions; mIoU averages the rest."]
 
 
+def _box_score_lines(box: Mapping[str, Any]) -> list[str]:
+    """The "Box score" section: detection boxes as evidence (definition in docs/metrics.md)."""
+    share = box.get("boxless_share")
+    lines = ["", "## Box score (detection boxes)", ""]
+    lines.append(
+        f"Mean F **{_fmt(box.get('mean_F'))}** over {box.get('frames')} frames; pixels predicted as a "
+        f"class the boxes cannot judge (ids {box.get('settings', {}).get('boxless_classes')}): "
+        f"{'–' if share is None else f'{100 * share:.1f} %'}; mean fill {_fmt(box.get('fill'))}."
+    )
+    lines += ["", "| class | precision | hit rate | F | fill | objects |", "|---|---:|---:|---:|---:|---:|"]
+    for name, v in box.get("per_class", {}).items():
+        lines.append(
+            f"| {name} | {_fmt(v.get('precision'))} | {_fmt(v.get('hit_rate'))} | {_fmt(v.get('F'))} | "
+            f"{_fmt(v.get('fill'))} | {v.get('objects')} |"
+        )
+    lines += [
+        "",
+        f"Boxes `{box.get('boxes')}` ({', '.join(box.get('variants', []))}); frames tied to box files by "
+        f"{box.get('names_from')}; {box.get('frames_without_name')} frames without a name, "
+        f"{box.get('frames_without_box_file')} without a box file (not scored). Definition and limits: "
+        'docs/metrics.md, "Box score".',
+    ]
+    return lines
+
+
 def _outputs(outputs: Mapping[str, Any], warnings: list[str] | None) -> list[str]:
     lines: list[str] = []
     if outputs:
@@ -225,6 +250,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += _latency(report.get("latency_ms"))
     lines += _fusion(report.get("fusion", {}))
     lines += _segmentation(report)
+    lines += _box_score_lines(report["box_score"]) if report.get("box_score") else []
     lines += _outputs(report.get("outputs", {}), report.get("warnings"))
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, fields
 
 from sccosf_train.losses import LossWeights
 
-
 # Options with a fixed set of values (checked in TrainConfig.__post_init__).
 _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("cosine", "poly", "constant"),

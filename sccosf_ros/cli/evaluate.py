@@ -43,6 +43,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         rgb_topic=args.rgb_topic,
         thermal_topic=args.thermal_topic,
         label_topic=args.label_topic or None,
+        boxes=getattr(args, "boxes", None),
+        box_names=getattr(args, "box_names", None),
         checkpoint=args.checkpoint,
         device=args.device,
         precision=getattr(args, "precision", "fp32"),
@@ -85,6 +87,13 @@ def print_summary(report: dict) -> None:
         if seg
         else f"mIoU: - ({report.get('segmentation_note')})"
     )
+    box = report.get("box_score")
+    if box:
+        per = ", ".join(f"{k} {v['F']:.3f}" for k, v in box["per_class"].items() if v["F"] == v["F"])
+        print(
+            f"box score: mean F {box['mean_F']:.3f} ({per}), "
+            f"box-less share {100 * box['boxless_share']:.1f} % over {box['frames']} frames"
+        )
     for w in report.get("warnings", [])[:5]:
         print(f"warning: {w}")
     out = report["outputs"]
@@ -101,10 +110,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--max-pairs", type=int, help="stop after this many evaluated pairs")
     parser.add_argument("--no-bag", action="store_true", help="do not write the output bag")
+    parser.add_argument(
+        "--boxes",
+        help="detection boxes DIR/{fusion,infrared,visible}/NAME.txt (YOLO; MSRS classes): adds the box "
+        "score (docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--box-names",
+        help="which frame is which box file: a JSON {stamp_ns: name}, a names file or image folder in the "
+        "bag's frame order, or 'sorted'; default: the bag's own record (docs/evaluation.md)",
+    )
     args = parser.parse_args(argv)
     try:
         report = evaluate_bag(args.bag, args.out, config_from_args(args))
-    except (bags.BagError, ValueError, RuntimeError, OSError) as exc:  # CheckpointError is a RuntimeError
+    except (
+        bags.BagError,
+        ValueError,
+        RuntimeError,
+        OSError,
+    ) as exc:  # FrameNameError is a ValueError  # CheckpointError is a RuntimeError
         print(f"sccosf-eval: error: {exc}", file=sys.stderr)
         return 2
     print_summary(report)

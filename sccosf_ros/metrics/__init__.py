@@ -1,5 +1,6 @@
-"""Fusion (no-reference) and segmentation metrics; conventions in ``docs/metrics.md``."""
+"""Fusion (no-reference) and segmentation metrics, and the box score; conventions in ``docs/metrics.md``."""
 
+from .boxes import BOX_CLASSES, BOXLESS_CLASSES, Box, BoxDir, BoxFileError, BoxScore
 from .fusion import (
     FUSION_METRICS,
     average_gradient,
@@ -17,7 +18,13 @@ from .fusion import (
 from .segmentation import ConfusionMatrix
 
 __all__ = [
+    "BOXLESS_CLASSES",
+    "BOX_CLASSES",
     "FUSION_METRICS",
+    "Box",
+    "BoxDir",
+    "BoxFileError",
+    "BoxScore",
     "ConfusionMatrix",
     "average_gradient",
     "entropy",
