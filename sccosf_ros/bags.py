@@ -11,6 +11,7 @@ is pixel-identical for every encoding in ``SUPPORTED_ENCODINGS``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
+FRAME_NAMES_KEY = "sccosf.frame_names"
+"""``custom_data`` key of a folder bag: JSON ``{stamp_ns: file stem}`` (boxes find their frame by it)."""
 RGB_FRAME = "rgb_camera_optical_frame"
 THERMAL_FRAME = "thermal_camera_optical_frame"
 
@@ -250,6 +253,10 @@ class BagWriter:
         """Encode and store one image."""
         data = serialize_image(array, encoding, stamp_ns, frame_id)
         self.write_raw(topic, IMAGE_TYPE, stamp_ns if log_time_ns is None else log_time_ns, data)
+
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A ``metadata.yaml`` ``custom_data`` entry (rosbag2's place for a bag's own annotations)."""
+        self._writer.set_custom_data(key, value)
 
     def close(self) -> None:
         self._writer.close()
@@ -535,7 +542,8 @@ def write_folder_bag(
     """Registered image pairs (matched by file stem, e.g. MSRS ``vi/``+``ir/``) to a bag at ``rate_hz``.
 
     Both cameras get the same stamp per pair (the folders hold registered, simultaneous pairs); labels, when
-    given, must exist for every pair and carry the same stamp.
+    given, must exist for every pair and carry the same stamp. The bag's metadata records which file each
+    stamp came from (:data:`FRAME_NAMES_KEY`), which ``sccosf-eval --boxes`` reads.
     """
     if not rate_hz > 0:
         raise BagError(f"rate must be > 0 Hz, got {rate_hz}")
@@ -552,8 +560,10 @@ def write_folder_bag(
         if missing:
             raise BagError(f"{len(missing)} pairs have no label in {labels_dir}, e.g. {missing[:3]}")
     with BagWriter(out, storage) as w:
+        names: dict[str, str] = {}
         for k, stem in enumerate(stems):
             stamp = DEMO_T0_NS + round(k * 1e9 / rate_hz)
+            names[str(stamp)] = stem
             image, enc = _read_image(rgb[stem], "rgb")
             w.write_image(topics.CAMERA_RGB, image, enc, stamp, RGB_FRAME)
             image, enc = _read_image(thermal[stem], "thermal")
@@ -561,4 +571,5 @@ def write_folder_bag(
             if labels is not None:
                 image, enc = _read_image(labels[stem], "labels")
                 w.write_image(topics.LABELS, image, enc, stamp, RGB_FRAME)
+        w.set_custom_data(FRAME_NAMES_KEY, json.dumps(names))
         return dict(w.counts)

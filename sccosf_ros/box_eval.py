@@ -30,7 +30,7 @@ import yaml
 from sccosf_ros import bags
 from sccosf_ros.metrics.boxes import BoxDir, BoxScore
 
-FRAME_NAMES_KEY = "sccosf.frame_names"  # bag metadata custom_data key: JSON {stamp_ns: name}
+FRAME_NAMES_KEY = bags.FRAME_NAMES_KEY  # bag metadata custom_data key: JSON {stamp_ns: name}
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 

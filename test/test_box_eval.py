@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sccosf_ros import bags
-from sccosf_ros.box_eval import FRAME_NAMES_KEY, FrameNameError, load_frame_names, rgb_stamps
+from sccosf_ros.box_eval import FrameNameError, load_frame_names, rgb_stamps
 from sccosf_ros.cli import evaluate as eval_cli
 from sccosf_ros.engine import FusionResult
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag
@@ -85,18 +85,18 @@ def test_json_map_sorted_and_bag_record(folder_bag: tuple[Path, Path, Path], tmp
     # "sorted": the box folder's names (a, b) against 3 frames: refused, not guessed
     with pytest.raises(FrameNameError, match="2 names but the bag has 3"):
         load_frame_names("sorted", bag, "/camera/rgb/image_raw", BoxDir(boxes))
-    # nothing given, no record in the bag: a clear error; with the record, it is used
-    with pytest.raises(FrameNameError, match="--box-names"):
-        load_frame_names(None, bag, "/camera/rgb/image_raw", BoxDir(boxes))
-    recorded = tmp_path / "recorded"
-    shutil.copytree(bag, recorded)
-    meta_path = recorded / "metadata.yaml"
-    meta = yaml.safe_load(meta_path.read_text())
-    record = json.dumps({str(s): n for s, n in zip(stamps, "abc", strict=True)})
-    meta["rosbag2_bagfile_information"]["custom_data"] = {FRAME_NAMES_KEY: record}
-    meta_path.write_text(yaml.safe_dump(meta))
-    names, source = load_frame_names(None, recorded, "/camera/rgb/image_raw", BoxDir(boxes))
+    # nothing given: from-folder recorded the names in the bag's metadata, and they are used
+    names, source = load_frame_names(None, bag, "/camera/rgb/image_raw", BoxDir(boxes))
     assert names == dict(zip(stamps, "abc", strict=True)) and "metadata" in source
+    # a bag without that record (written by another tool): a clear error naming the option
+    bare = tmp_path / "bare"
+    shutil.copytree(bag, bare)
+    meta_path = bare / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    meta["rosbag2_bagfile_information"].pop("custom_data", None)
+    meta_path.write_text(yaml.safe_dump(meta))
+    with pytest.raises(FrameNameError, match="--box-names"):
+        load_frame_names(None, bare, "/camera/rgb/image_raw", BoxDir(boxes))
 
 
 def test_cli_box_options(folder_bag: tuple[Path, Path, Path], tmp_path: Path, capsys) -> None:
