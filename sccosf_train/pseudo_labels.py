@@ -13,6 +13,11 @@ real human annotations but only rectangles for three classes. Each corrects the 
 5. **missed boxes are not background**: an object (boxes merged as in the box score) whose region the
    labels cover less than ``missed_cover`` is one the teacher missed; its background pixels become ignore,
    not background. Optionally (``box_background="ignore"``) background inside every box is ignored.
+6. **the core of a missed box is the object** (``missed_core``, off by default): in such an object, the
+   ellipse centred in its (consensus) box with semi-axes ``missed_core`` times the box's half-sizes takes
+   the box's class where the labels say background or ignore. A box says an object of that class fills its
+   middle; this is the "box interior" weak label of box-supervised segmentation (Khoreva et al., CVPR 2017,
+   "Simple Does It"), used only where the teacher found nothing. The rest of the box stays ignored.
 
 Everything else keeps the teacher's class, the five box-less classes included (boxes cannot judge them).
 Written as MSRS-like class-id PNGs (``OUT/Label/NAME.png``, uint8, 255 = ignore), optional teacher
@@ -39,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sccosf_ros.metrics.boxes import BOX_CLASSES, Box, BoxDir, BoxScore, merge_boxes
+from sccosf_ros.metrics.boxes import BOX_CLASSES, Box, BoxDir, BoxScore, consensus_box, merge_boxes
 from sccosf_train.augment import IGNORE_INDEX
 from sccosf_train.box_score import markdown_table, split_names
 from sccosf_train.dataset import read_thermal, read_visible
@@ -56,6 +61,7 @@ class LabelRules:
     missed_cover: float = 0.25
     missed_box: str = "ignore"  # or "keep" (the teacher's background stays background)
     box_background: str = "keep"  # or "ignore": background inside every box is ignored
+    missed_core: float | None = None  # rule 6: ellipse of this relative size in a missed box; None: off
     boxless_min_conf: float | None = None  # a stricter threshold for ids 4-8; None: min_conf
 
     def __post_init__(self) -> None:
@@ -68,6 +74,8 @@ class LabelRules:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not 0 <= self.min_conf <= 1 or self.box_margin < 0:
             raise ValueError("min_conf must be in [0, 1] and box_margin >= 0")
+        if self.missed_core is not None and not 0 < self.missed_core <= 1:
+            raise ValueError(f"missed_core must be in (0, 1] or None, got {self.missed_core}")
 
 
 def _box_union(shape: tuple[int, int], boxes: Sequence[Box], margin: int = 0) -> np.ndarray:
@@ -78,6 +86,15 @@ def _box_union(shape: tuple[int, int], boxes: Sequence[Box], margin: int = 0) ->
             True
         )
     return out
+
+
+def core_ellipse(shape: tuple[int, int], box: Box, size: float) -> np.ndarray:
+    """Pixels (by centre) in the ellipse centred in ``box``, semi-axes ``size`` times the box's half-sizes."""
+    h, w = shape
+    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+    ax, ay = max(size * (box.x1 - box.x0) / 2, 0.5), max(size * (box.y1 - box.y0) / 2, 0.5)
+    yy, xx = np.ogrid[:h, :w]
+    return ((xx + 0.5 - cx) / ax) ** 2 + ((yy + 0.5 - cy) / ay) ** 2 <= 1.0
 
 
 def make_labels(
@@ -99,7 +116,7 @@ def make_labels(
         low |= boxless & (conf < rules.boxless_min_conf)
     rec["low_conf"] = int(low.sum())
     label[low] = IGNORE_INDEX
-    promoted = outside = missed_px = box_bg = 0
+    promoted = outside = missed_px = box_bg = core_px = 0
     objects = missed = 0
     for c in BOX_CLASSES:
         mine = [b for b in boxes if b.cls == c]
@@ -122,6 +139,11 @@ def make_labels(
                     bg = region & (label == 0)
                     missed_px += int(bg.sum())
                     label[bg] = IGNORE_INDEX
+                if rules.missed_core is not None:
+                    core = core_ellipse(shape, consensus_box(group), rules.missed_core) & region
+                    core &= (label == 0) | (label == IGNORE_INDEX)
+                    core_px += int(core.sum())
+                    label[core] = c
         if rules.box_background == "ignore":
             bg = inside & (label == 0)
             box_bg += int(bg.sum())
@@ -131,6 +153,7 @@ def make_labels(
         outside_box=outside,
         missed_box_background=missed_px,
         box_background=box_bg,
+        missed_core=core_px,
         objects=objects,
         objects_missed_by_teacher=missed,
         ignored=int((label == IGNORE_INDEX).sum()),
@@ -212,6 +235,7 @@ COMPARE: list[tuple[str, bool, tuple[float, ...], LabelRules | None]] = [
     ("default, margin 12", True, (1.0,), LabelRules(box_margin=12)),
     ("default, all box background ignored", True, (1.0,), LabelRules(box_background="ignore")),
     ("default, scales 0.75/1/1.25", True, (0.75, 1.0, 1.25), LabelRules()),
+    ("default + core 0.6 of missed boxes", True, (1.0,), LabelRules(missed_core=0.6)),
 ]
 
 
@@ -382,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missed-box", choices=("ignore", "keep"), default=d.missed_box)
     p.add_argument("--box-background", choices=("keep", "ignore"), default=d.box_background)
     p.add_argument("--boxless-min-conf", type=float, default=None)
+    p.add_argument(
+        "--missed-core",
+        type=float,
+        default=None,
+        help="label the core ellipse (relative size) of missed boxes",
+    )
     p.add_argument("--probs-factor", type=int, default=4, help="teacher probs downscale; 0: do not save them")
     p.add_argument("--compare", action="store_true", help="score the built-in rule table instead (no labels)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -400,6 +430,7 @@ def rules_from_args(args: argparse.Namespace) -> LabelRules:
         missed_box=args.missed_box,
         box_background=args.box_background,
         boxless_min_conf=args.boxless_min_conf,
+        missed_core=args.missed_core,
     )
 
 

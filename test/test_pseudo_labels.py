@@ -94,6 +94,23 @@ def test_promotion_inside_boxes_uses_the_teachers_class_probability() -> None:
     assert not (label == 2).any()
 
 
+def test_the_core_of_a_missed_box_becomes_its_class() -> None:
+    classes = np.zeros((10, 20), int)
+    classes[0:10, 0:2] = 2  # found box (40 % covered): untouched by the core rule
+    classes[5, 12] = 3  # a bike pixel in a bike box inside the missed person box (a rider): kept
+    boxes = [Box(2, 0, 0, 5, 10), Box(2, 10, 0, 16, 10), Box(3, 11, 4, 14, 7)]
+    label, rec = pl.make_labels(_probs(classes), boxes, pl.LabelRules(promote=None, missed_core=1.0))
+    core = pl.core_ellipse((10, 20), boxes[1], 1.0)
+    assert core[5, 13] and not core[0, 10] and not core[:, :10].any()  # centre in, corner out
+    assert (label[core & (classes == 0)] == 2).all() and label[5, 12] == 3
+    assert (label[~core & (np.arange(20) >= 10)[None, :] & (np.arange(20) < 16)[None, :]] == 255).all()
+    assert (label[:, 2:5] == 0).all() and rec["missed_core"] == int((core & (classes == 0)).sum())
+    small = pl.core_ellipse((10, 20), boxes[1], 0.5)
+    assert small.sum() < core.sum() and small[5, 13]
+    with pytest.raises(ValueError, match="missed_core"):
+        pl.LabelRules(missed_core=1.5)
+
+
 def test_rules_validate() -> None:
     with pytest.raises(ValueError, match="outside_box"):
         pl.LabelRules(outside_box="drop")
