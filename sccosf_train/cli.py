@@ -74,7 +74,10 @@ HELP: dict[str, str] = {
     "val_max_pairs": "use only the first N real validation pairs (quick runs)",
     "fusion_metrics": "compute no-reference fusion metrics (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM) on "
     "real validation pairs",
-    "best_metric": "what selects best.safetensors: val_loss (lower) or miou (higher, synthetic labels)",
+    "best_metric": "what selects best.safetensors: val_loss (lower), miou (higher; the validation labels) "
+    "or box_f (higher; the box score's mean F on real validation pairs, needs --boxes)",
+    "boxes": "detection boxes in the MSRS box layout (fusion/, infrared/, visible/ NAME.txt, YOLO) for "
+    "the box score of the real validation pairs, e.g. ../shared/data/msrs/boxes",
     "device": "auto, cpu, cuda",
     "workers": "DataLoader worker processes per training process",
     "threads": "torch intra-op threads (default: torch's choice)",

@@ -13,7 +13,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "grad_mode": ("l1", "floor"),
     "fg_target": ("max", "thermal"),
     "seg_class_weights": ("none", "enet"),
-    "best_metric": ("val_loss", "miou"),
+    "best_metric": ("val_loss", "miou", "box_f"),
 }
 
 
@@ -31,6 +31,7 @@ class TrainConfig:
     label_dir: str | None = None  # default: first of Label/, Segmentation_labels/, labels/
     label_root: str | None = None  # a folder of label PNGs outside msrs_root (e.g. pseudo labels); wins
     holdout: str = "none"  # seafusion | none | PATH: pairs neither trained nor validated on
+    boxes: str | None = None  # detection boxes (MSRS box layout) for the box score of real validation pairs
     synthetic_train: int = 180
     synthetic_val: int = 16
     synthetic_size: tuple[int, int] = (480, 640)
@@ -68,7 +69,7 @@ class TrainConfig:
     val_batch_size: int = 4
     val_max_pairs: int | None = None
     fusion_metrics: bool = True
-    best_metric: str = "val_loss"  # val_loss (lower is better) | miou (higher is better)
+    best_metric: str = "val_loss"  # val_loss (lower is better) | miou | box_f (higher is better)
     # runtime
     device: str = "auto"
     workers: int = 2

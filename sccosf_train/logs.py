@@ -46,7 +46,7 @@ def fmt(v: Any) -> Any:
 
 def epoch_line(row: dict[str, Any]) -> str:
     """The one line printed per epoch."""
-    keys = ("epoch", "train_total", "val_loss", "miou", "images_per_s", "fusion_EN", "fusion_Qabf")
+    keys = ("epoch", "train_total", "val_loss", "miou", "box_f", "images_per_s", "fusion_EN", "fusion_Qabf")
     return "  ".join(f"{k}={fmt(row[k])}" for k in keys if k in row)
 
 

@@ -288,7 +288,7 @@ def evaluate_epoch(run: Run, epoch: int, row: dict[str, Any]) -> bool:
         row.update(validate(run.model, run.vals, run.cfg, run.device, run.info.amp))
         row["val_time_s"] = time.perf_counter() - t_val
         key = run.cfg.best_metric if run.cfg.best_metric in row else "val_loss"
-        return run.state.update_best(row, key, higher_is_better=key == "miou")
+        return run.state.update_best(row, key, higher_is_better=key in ("miou", "box_f"))
     if not run.vals:
         return run.state.update_best(row, "train_total", higher_is_better=False)
     return False

@@ -1,4 +1,5 @@
-"""Validation: the loss on every validation set, mIoU where labels exist, fusion metrics on real pairs."""
+"""Validation: the loss on every validation set, mIoU where labels exist, fusion metrics on real pairs, and
+the box score (``sccosf_ros.metrics.boxes``) on real pairs that have detection boxes (``--boxes``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sccosf_ros.imaging.palette import class_names_for
+from sccosf_ros.metrics.boxes import BoxDir, BoxScore
 from sccosf_ros.metrics.fusion import fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_train.config import TrainConfig
@@ -29,6 +31,8 @@ class _Tally:
     """Running sums over the validation batches."""
 
     confusion: ConfusionMatrix
+    boxes: BoxDir | None = None
+    box_score: BoxScore = field(default_factory=BoxScore)
     loss: dict[str, float] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
     fusion: dict[str, list[float]] = field(default_factory=dict)
@@ -43,6 +47,16 @@ class _Tally:
         pred, lab = logits.argmax(1).cpu().numpy(), labels.cpu().numpy()
         for i in np.flatnonzero(has.cpu().numpy()):
             self.confusion.update(pred[i], lab[i])
+
+    def add_boxes(self, logits: torch.Tensor, names: list[str]) -> None:
+        """Box score of the predicted masks of the pairs that have box files (real validation pairs)."""
+        if self.boxes is None:
+            return
+        masks = logits.argmax(1).to(torch.uint8).cpu().numpy()
+        for mask, name in zip(masks, names, strict=True):
+            frame_boxes = self.boxes.boxes(name, mask.shape[1], mask.shape[0])
+            if frame_boxes is not None:
+                self.box_score.update(mask, frame_boxes)
 
     def add_fusion(self, fused: torch.Tensor, thermal: torch.Tensor, rgb: torch.Tensor) -> None:
         f, ir, vi = to_uint8_images(fused.float()), to_uint8_images(thermal), to_uint8_images(rgb)
@@ -60,6 +74,11 @@ class _Tally:
                 res[f"iou_{name}"] = float(v)
         for k, v in self.fusion.items():
             res[f"fusion_{k}"] = float(np.mean(v))
+        if self.box_score.frames:
+            box = self.box_score.result()
+            res["box_f"] = box["mean_F"]
+            res["box_boxless_share"] = box["boxless_share"]
+            res.update({f"box_f_{c}": v["F"] for c, v in box["per_class"].items()})
         return res
 
 
@@ -77,7 +96,8 @@ def validate(
     """
     model.eval()
     w = cfg.loss_weights()
-    tally = _Tally(ConfusionMatrix(cfg.num_classes, ignore_index=255))
+    boxes = BoxDir(cfg.boxes) if cfg.boxes else None
+    tally = _Tally(ConfusionMatrix(cfg.num_classes, ignore_index=255), boxes, BoxScore(cfg.num_classes))
     for ds in vals:
         tag = "synthetic" if isinstance(ds, SyntheticDataset) else "real"
         for b in DataLoader(ds, batch_size=cfg.val_batch_size, shuffle=False, num_workers=0):
@@ -88,7 +108,9 @@ def validate(
             losses = joint_loss({k: v.float() for k, v in out.items()}, rgb, th, labels, has, w)
             tally.add_loss(tag, float(losses["total"]), rgb.shape[0])
             tally.add_masks(out["seg_logits"], labels, has)
-            if tag == "real" and cfg.fusion_metrics:
-                tally.add_fusion(out["fused"], th, rgb)
+            if tag == "real":
+                tally.add_boxes(out["seg_logits"], list(b["name"]))
+                if cfg.fusion_metrics:
+                    tally.add_fusion(out["fused"], th, rgb)
     set_train_mode(model, cfg.train_only)  # frozen BatchNorm stays in eval mode, as during training
     return tally.result(class_names_for(cfg.num_classes))

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -330,3 +331,20 @@ def test_train_only_refuses_selections_that_train_nothing_or_leave_new_weights_r
         )
     with pytest.raises(ValueError, match="selects no parameter"):
         train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "b"), train_only=("no.such.module",)))
+
+
+def test_validation_scores_real_pairs_with_boxes(tmp_path):
+    from sccosf_ros.metrics.boxes import BoxDir, BoxScore
+    from sccosf_ros.metrics.segmentation import ConfusionMatrix
+    from sccosf_train.validate import _Tally
+
+    (tmp_path / "fusion").mkdir()
+    (tmp_path / "fusion" / "a.txt").write_text("2 0.25 0.5 0.5 1.0\n")  # a car over the left half
+    tally = _Tally(ConfusionMatrix(9), BoxDir(tmp_path), BoxScore(9))
+    logits = torch.zeros(2, 9, 4, 8)
+    logits[0, 1, :, :4] = 1.0  # frame a: car exactly in its box
+    logits[1, 1] = 1.0  # frame b has no box file: not scored
+    tally.add_boxes(logits, ["a", "b"])
+    res = tally.result(["c"] * 9)
+    assert tally.box_score.frames == 1 and res["box_f_car"] == 1.0 and res["box_boxless_share"] == 0.0
+    assert math.isnan(res["box_f_person"]) and res["box_f"] == 1.0  # no person object: left out of the mean
