@@ -297,30 +297,3 @@ def launch_value(name: str, text: str) -> Any:
     except yaml.YAMLError as exc:
         raise ParameterError(name, f"cannot parse {text!r}: {exc}") from None
     return _coerce(spec, value)
-
-
-def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
-    """Typed parameters for the launch arguments that differ from the node's defaults.
-
-    Only these are passed after the params file, so a params file is not silently overridden by launch
-    arguments the user never set (the launch argument defaults equal the node defaults).
-    """
-    out: dict[str, Any] = {}
-    for name, text in arguments.items():
-        if name not in SPECS:
-            continue
-        value = launch_value(name, text)
-        if value != SPECS[name].default:
-            out[name] = value
-    validate(out)
-    return out
-
-
-def default_text(spec: ParamSpec) -> str:
-    """The default as a launch-argument string."""
-    d = spec.default
-    if isinstance(d, bool):
-        return "true" if d else "false"
-    if isinstance(d, list):
-        return "[" + ", ".join(repr(x) for x in d) + "]"
-    return str(d)
