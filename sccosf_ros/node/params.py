@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from sccosf_ros.imaging.thermal import ThermalNormalizer
+from sccosf_ros.node.qos import INPUT_QOS_CHOICES, OUTPUT_QOS_CHOICES
 
-QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -186,16 +186,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "input_qos",
-        "sensor_data",
-        "Subscriber QoS: sensor_data, reliable, best_effort, system_default",
-        _one_of(*QOS_CHOICES),
+        "auto",
+        "Subscriber QoS: auto (the reliability the input's publishers offer, as rosbag2 records), "
+        "sensor_data, reliable, best_effort, system_default",
+        _one_of(*INPUT_QOS_CHOICES),
     ),
     ParamSpec("input_depth", 5, "Subscriber queue depth (keep last N)", _int_at_least(1)),
     ParamSpec(
         "output_qos",
         "reliable",
         "Publisher QoS: reliable, best_effort, sensor_data, system_default",
-        _one_of(*QOS_CHOICES),
+        _one_of(*OUTPUT_QOS_CHOICES),
     ),
     ParamSpec("output_depth", 5, "Publisher queue depth (keep last N)", _int_at_least(1)),
     ParamSpec("publish_fused", True, "Publish sccosf/fused (rgb8)"),
