@@ -93,6 +93,14 @@ def test_fastdds_profile_argument() -> None:
         root.find("f:transport_descriptors/f:transport_descriptor[f:type='SHM']/f:segment_size", ns).text
     )
     assert segment >= 12 * 640 * 480 * 3
+    # Receiving: readers announce UDP only (a default-configured camera would push 900 KiB samples through
+    # its own 512 KiB shared-memory segment to reach us, and lose them), into a 4 MiB socket buffer.
+    rtps = root.find("f:participant/f:rtps", ns)
+    assert [loc[0].tag.split("}")[1] for loc in rtps.find("f:defaultUnicastLocatorList", ns)] == ["udpv4"]
+    udp = root.find("f:transport_descriptors/f:transport_descriptor[f:type='UDPv4']", ns)
+    assert int(udp.find("f:receiveBufferSize", ns).text) >= 4 * 1024 * 1024
+    used = {t.text for t in rtps.find("f:userTransports", ns)}
+    assert used == {"sccosf_shm", "sccosf_udp"}  # shared memory still carries what the node sends
 
 
 def test_given_arguments_override_whatever_their_value_and_unset_ones_are_not_passed() -> None:
