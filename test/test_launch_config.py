@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sccosf_ros.node.params import PARAMETERS, SPECS, ParameterError, launch_overrides, launch_value, validate
+from sccosf_ros.node.launch_args import UNSET, node_launch
+from sccosf_ros.node.params import PARAMETERS, SPECS, ParameterError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "fusion.yaml"
@@ -61,24 +62,29 @@ def test_launch_arguments_match_the_parameter_table() -> None:
     assert set(args) == set(SPECS) | EXTRA_LAUNCH_ARGS
     for spec in PARAMETERS:
         default, doc = args[spec.name]
-        assert launch_value(spec.name, default) == spec.default, spec.name
-        assert doc == spec.description and doc
+        assert default == UNSET, spec.name  # not given = not passed: the params file decides
+        assert doc.startswith(spec.description) and "node default: " in doc
     assert all(args[name][1] for name in EXTRA_LAUNCH_ARGS)
     assert args["params_file"][0].endswith("fusion.yaml")
+    assert args["fastdds_profile"][0] == UNSET and args["use_sim_time"][0] == UNSET
 
 
-def test_launch_loads_the_shipped_fastdds_profile_unless_the_shell_sets_one(monkeypatch) -> None:
+def test_fastdds_profile_argument() -> None:
+    """Not given: the shell's variable, else the shipped profile; '' = none, passed explicitly empty."""
     import xml.etree.ElementTree as ET
 
     from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
 
-    monkeypatch.delenv(FASTDDS_PROFILE_ENV, raising=False)
-    shipped = ROOT / "config" / "fastdds_large_images.xml"
-    assert _launch_module().default_fastdds_profile() == str(shipped)
-    assert with_fastdds_profile({})[FASTDDS_PROFILE_ENV] == str(shipped)
-    assert with_fastdds_profile({FASTDDS_PROFILE_ENV: ""}) == {FASTDDS_PROFILE_ENV: ""}  # opted out: kept
-    monkeypatch.setenv(FASTDDS_PROFILE_ENV, "/etc/my_dds.xml")
-    assert _launch_module().default_fastdds_profile() == "/etc/my_dds.xml"
+    shipped = str(ROOT / "config" / "fastdds_large_images.xml")
+    assert node_launch({}, {}).env == {FASTDDS_PROFILE_ENV: shipped}
+    assert node_launch({"fastdds_profile": UNSET}, {}).env == {FASTDDS_PROFILE_ENV: shipped}
+    assert node_launch({}, {FASTDDS_PROFILE_ENV: "/etc/my.xml"}).env == {FASTDDS_PROFILE_ENV: "/etc/my.xml"}
+    # '' loads no profile anywhere: the node gets the variable set and empty, so its main() adds nothing
+    for shell in ({}, {FASTDDS_PROFILE_ENV: "/etc/my.xml"}):
+        env = node_launch({"fastdds_profile": ""}, shell).env
+        assert env == {FASTDDS_PROFILE_ENV: ""}
+        assert with_fastdds_profile(env) == {FASTDDS_PROFILE_ENV: ""}
+    assert node_launch({"fastdds_profile": "/x.xml"}, {}).env == {FASTDDS_PROFILE_ENV: "/x.xml"}
     # The profile is the default participant profile and its segment holds ten 640x480 rgb8 images.
     ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
     root = ET.parse(shipped).getroot()
@@ -87,24 +93,71 @@ def test_launch_loads_the_shipped_fastdds_profile_unless_the_shell_sets_one(monk
         root.find("f:transport_descriptors/f:transport_descriptor[f:type='SHM']/f:segment_size", ns).text
     )
     assert segment >= 12 * 640 * 480 * 3
+    # Receiving: readers announce UDP only (a default-configured camera would push 900 KiB samples through
+    # its own 512 KiB shared-memory segment to reach us, and lose them), into a 4 MiB socket buffer.
+    rtps = root.find("f:participant/f:rtps", ns)
+    assert [loc[0].tag.split("}")[1] for loc in rtps.find("f:defaultUnicastLocatorList", ns)] == ["udpv4"]
+    udp = root.find("f:transport_descriptors/f:transport_descriptor[f:type='UDPv4']", ns)
+    assert int(udp.find("f:receiveBufferSize", ns).text) >= 4 * 1024 * 1024
+    used = {t.text for t in rtps.find("f:userTransports", ns)}
+    assert used == {"sccosf_shm", "sccosf_udp"}  # shared memory still carries what the node sends
 
 
-def test_launch_overrides_only_what_differs_from_defaults() -> None:
-    module = _launch_module()
-    defaults = {name: default for name, default, _ in module.launch_arguments() if name in SPECS}
-    assert launch_overrides(defaults) == {}
-    changed = dict(
-        defaults, sync_slop="0.1", publish_overlay="true", **{"thermal_normalization.percentiles": "[2, 98]"}
+def test_given_arguments_override_whatever_their_value_and_unset_ones_are_not_passed() -> None:
+    args = {name: default for name, default, _ in _launch_module().launch_arguments()}
+    untouched = node_launch(args, {})
+    assert untouched.overrides == {}
+    assert untouched.parameters == [args["params_file"]]  # the params file alone decides
+    assert node_launch({}, {}).parameters == [args["params_file"]]  # missing = not given
+    # given, equal to the node default: still passed, so it beats a params file that says otherwise
+    given = node_launch(dict(args, seg_refine="true", sync_slop="0.06", class_names=""), {})
+    assert given.overrides == {"seg_refine": True, "sync_slop": 0.06, "class_names": ""}
+    assert given.parameters == [args["params_file"], given.overrides]  # after the file: it wins
+    changed = node_launch(
+        {"publish_overlay": "true", "thermal_normalization.percentiles": "[2, 98]", "use_sim_time": "true"},
+        {},
     )
-    assert launch_overrides(changed) == {
-        "sync_slop": 0.1,
+    assert changed.overrides == {
         "publish_overlay": True,
         "thermal_normalization.percentiles": [2.0, 98.0],
+        "use_sim_time": True,
     }
+    assert node_launch({"params_file": ""}, {}).parameters == []
     with pytest.raises(ParameterError, match="sync_slop"):
-        launch_overrides(dict(defaults, sync_slop="-1"))
-    assert ("rgb/image", "/cam/rgb") in module.remappings("/cam/rgb", "/cam/ir")
-    assert ("thermal/image/compressed", "/cam/ir/compressed") in module.remappings("/cam/rgb", "/cam/ir")
+        node_launch({"sync_slop": "-1"}, {})
+    with pytest.raises(ParameterError, match="seg_refine"):
+        node_launch({"seg_refine": "maybe"}, {})
+    setup = node_launch({"rgb_topic": "/cam/rgb", "thermal_topic": "/cam/ir", "namespace": "r1"}, {})
+    assert ("rgb/image", "/cam/rgb") in setup.remappings and setup.namespace == "r1"
+    assert ("thermal/image/compressed", "/cam/ir/compressed") in setup.remappings
+
+
+def test_overrides_beat_the_params_file_in_rcl(tmp_path: Path) -> None:
+    """The node reads the params file, then the overrides as launch_ros hands them over (a second file)."""
+    rclpy = pytest.importorskip("rclpy")
+    from sccosf_ros.node.fusion_node import FusionNode
+
+    params = tmp_path / "p.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters:\n    seg_refine: false\n    sync_slop: 0.2\n    class_names: 'a, b'\n"
+        "    thermal_normalization:\n      mode: minmax\n"
+    )
+    given = {"seg_refine": "true", "class_names": "", "thermal_normalization.mode": "auto"}
+    setup = node_launch({"params_file": str(params), **given}, {})
+    overrides = tmp_path / "overrides.yaml"  # what launch_ros writes for a dict of parameters
+    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": setup.parameters[1]}}))
+    args = ["--ros-args", "--params-file", setup.parameters[0], "--params-file", str(overrides)]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=args, domain_id=10 + os.getpid() % 80)
+    try:
+        node = FusionNode(context=ctx, engine_factory=lambda **k: None)
+        got = {n: node.get_parameter(n).value for n in ("seg_refine", "sync_slop", "class_names")}
+        got["mode"] = node.get_parameter("thermal_normalization.mode").value
+        # given (even equal to the default) wins; not given (sync_slop) leaves the file's value
+        assert got == {"seg_refine": True, "sync_slop": 0.2, "class_names": "", "mode": "auto"}
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
 
 
 def test_docs_list_every_parameter() -> None:

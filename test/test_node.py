@@ -1,7 +1,11 @@
-"""The fusion node over real rclpy on loopback, in-process, with a fake engine (and once with the real one).
+"""The fusion node over real rclpy on loopback, in-process with a fake engine, and as a user starts it.
 
 Each test gets its own rclpy Context on this process's own ROS_DOMAIN_ID, so concurrent test runs on one
 machine do not hear each other. Images are small (120x160) to keep the 2-core machines usable.
+
+The assertions are counts and orderings, never durations: the suite runs on loaded 2-core machines where a
+time window or a rate band fails for reasons that have nothing to do with the node. Waits have generous
+timeouts that only bound a hang.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from sccosf_ros import topics  # noqa: E402
 from sccosf_ros.node.fusion_node import FusionNode, stamp_ns  # noqa: E402
+from sccosf_ros.paths import FASTDDS_PROFILE_ENV  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -41,16 +47,22 @@ H, W = 120, 160
 TH_H, TH_W = 90, 120  # thermal smaller than RGB, same aspect: the engine resizes
 OUTPUTS = ("fused", "segmentation", "segmentation_color", "overlay")
 SUCCESS = TransitionCallbackReturn.SUCCESS
+RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+CAMERA_SCRIPT = Path(__file__).with_name("camera_process.py")
 
 
 class FakeEngine:
-    """Stands in for FusionEngine: mask = thermal quantised into K classes, fused = rgb; optional delay."""
+    """Stands in for FusionEngine: mask = thermal quantised into K classes, fused = rgb.
+
+    ``gate``: the first ``infer`` waits until it is set, so a test can hold the worker busy for as long as
+    it needs to, without guessing how long anything takes.
+    """
 
     instances: ClassVar[list[FakeEngine]] = []
 
-    def __init__(self, delay: float = 0.0, num_classes: int = 3, **kwargs: Any) -> None:
+    def __init__(self, gate: threading.Event | None = None, num_classes: int = 3, **kwargs: Any) -> None:
         self.kwargs = kwargs
-        self.delay = delay
+        self.gate = gate
         self.class_names = [f"c{i}" for i in range(num_classes)]
         self.palette = np.array([(40 * i, 255 - 40 * i, 7) for i in range(num_classes)], np.uint8)
         self.device = "fake"
@@ -63,8 +75,8 @@ class FakeEngine:
         self.calls += 1
         if rgb[0, 0, 0] == 123:
             raise RuntimeError("simulated CUDA error")
-        if self.delay:
-            time.sleep(self.delay)
+        if self.gate is not None and self.calls == 1:
+            assert self.gate.wait(60), "gate never opened"
         import cv2
 
         th = cv2.resize(thermal, (rgb.shape[1], rgb.shape[0]))
@@ -101,24 +113,47 @@ def thermal_frame() -> np.ndarray:
     return np.tile(np.linspace(1000, 9000, TH_W, dtype=np.uint16), (TH_H, 1))
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll until ``predicate`` holds; the timeout only bounds a hang, it is not a performance claim."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def values_of(status: Any) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
 class Rig:
-    """The node under test plus a peer node that plays cameras and records every output."""
+    """The node under test plus a peer node that plays cameras and records every output.
+
+    ``publisher``: the cameras' reliability ("reliable", "best_effort"), or None to create them later with
+    :meth:`make_publishers`.
+    """
 
     def __init__(
-        self, ctx: Any, params: dict[str, Any] | None = None, engine: Callable[..., Any] = FakeEngine
+        self,
+        ctx: Any,
+        params: dict[str, Any] | None = None,
+        engine: Callable[..., Any] = FakeEngine,
+        publisher: str | None = "reliable",
     ):
         overrides = [Parameter(k, value=v) for k, v in {"publish_overlay": True, **(params or {})}.items()]
         self.node = FusionNode(context=ctx, engine_factory=engine, parameter_overrides=overrides)
         self.peer = rclpy.create_node("peer", context=ctx)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = {s: self.peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
-        self.received: dict[str, list[tuple[Image, int]]] = {k: [] for k in OUTPUTS}
+        self.pub: dict[str, Any] = {}
+        if publisher is not None:
+            self.make_publishers(publisher)
+        self.received: dict[str, list[Image]] = {k: [] for k in OUTPUTS}
         self.diagnostics: list[DiagnosticArray] = []
         self.class_names: list[str] = []
         self._lock = threading.Lock()
         for name in OUTPUTS:
             self.peer.create_subscription(
-                Image, f"sccosf/{name}", lambda m, n=name: self._record(n, m), QoSProfile(depth=50)
+                Image, f"sccosf/{name}", lambda m, n=name: self._record(n, m), QoSProfile(depth=100)
             )
         self.peer.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         latched = QoSProfile(
@@ -133,9 +168,15 @@ class Rig:
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
         self._spin.start()
 
+    def make_publishers(self, reliability: str) -> None:
+        for pub in self.pub.values():
+            self.peer.destroy_publisher(pub)
+        qos = QoSProfile(depth=100, reliability=RELIABILITY[reliability])
+        self.pub = {s: self.peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
+
     def _record(self, name: str, msg: Image) -> None:
         with self._lock:
-            self.received[name].append((msg, self.now()))
+            self.received[name].append(msg)
 
     def now(self) -> int:
         return self.peer.get_clock().now().nanoseconds
@@ -145,36 +186,61 @@ class Rig:
         assert self.node.trigger_activate() == SUCCESS, self.node.last_error
         self.wait_connected()
 
-    def wait_connected(self, timeout: float = 10.0) -> None:
-        """Discovery: both inputs and the fused output connected (else the first frames vanish)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if all(p.get_subscription_count() > 0 for p in self.pub.values()) and self.peer.count_publishers(
-                "sccosf/fused"
-            ):
-                time.sleep(0.3)
-                return
-            time.sleep(0.05)
-        raise AssertionError("discovery timed out")
+    def wait_connected(self) -> None:
+        """Discovery: both inputs and the fused output connected (else the first frames vanish).
+
+        Checked from both ends: the node's current subscriptions hear a publisher, and the publishers see
+        exactly one subscription, with the reliability the node reports (``input_qos: auto`` replaces
+        subscriptions, and the old one must be gone).
+        """
+
+        def connected() -> bool:
+            if not self.pub:
+                return True
+            subs = dict(self.node._subs)
+            if set(subs) != {"rgb", "thermal"} or not all(s.get_publisher_count() > 0 for s in subs.values()):
+                return False
+            for stream in subs:
+                infos = self.peer.get_subscriptions_info_by_topic(f"/{stream}/image")
+                want = self.node._input_reliability.get(stream)
+                if [i.qos_profile.reliability for i in infos] != [RELIABILITY.get(want, want)]:
+                    return False
+            return self.peer.count_publishers("sccosf/fused") > 0
+
+        assert wait_for(connected), "discovery timed out"
 
     def count(self, name: str = "fused") -> int:
         with self._lock:
             return len(self.received[name])
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+    def stamps(self, name: str = "fused") -> list[int]:
+        with self._lock:
+            return [stamp_ns(m) for m in self.received[name]]
+
+    def values(self) -> dict[str, str]:
+        return values_of(self.node.diagnostics())
 
     def send_pair(self, rgb: Image, thermal: Image) -> None:
         self.pub["rgb"].publish(rgb)
         self.pub["thermal"].publish(thermal)
 
-    def play(self, duration: float, offset: float = 0.02, jitter: float = 0.003, seed: int = 0) -> list[int]:
-        """30 Hz RGB + 9 Hz thermal in real time; thermal stamps carry a constant offset and both jitter."""
+    def good_pair(self, stamp: int, value: int = 50) -> tuple[Image, Image]:
+        return make_image(stamp, "rgb_cam", rgb_frame(value), "rgb8"), make_image(
+            stamp, "thermal_cam", thermal_frame(), "mono16"
+        )
+
+    def send_and_wait(self, stamp: int, value: int = 50) -> None:
+        """One pair, then wait until it has come out (the node keeps only the newest pair waiting)."""
+        before = self.count()
+        self.send_pair(*self.good_pair(stamp, value))
+        assert wait_for(lambda: self.count() > before), (stamp, self.node.stats.snapshot())
+
+    def play(self, duration: float, offset: float = 0.02, jitter: float = 0.003, seed: int = 0) -> dict:
+        """30 Hz RGB + 9 Hz thermal; thermal stamps carry a constant offset and both jitter.
+
+        Paced in real time so the pairer sees realistic interleaving, but the stamps are computed, not read
+        from the clock: what pairs with what does not depend on how fast this machine is.
+        """
         rng = random.Random(seed)
         t0 = self.now()
         events = [(i / 30, "rgb") for i in range(int(duration * 30))]
@@ -182,19 +248,36 @@ class Rig:
         events.sort()
         rgb_img, th_img = rgb_frame(), thermal_frame()
         start = time.monotonic()
-        stamps = []
+        sent: dict[str, list[int]] = {"rgb": [], "thermal": []}
         for t, stream in events:
             delay = start + t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             stamp = t0 + round((t + rng.uniform(-jitter, jitter)) * 1e9)
             if stream == "rgb":
-                stamps.append(stamp)
                 self.pub["rgb"].publish(make_image(stamp, "rgb_cam", rgb_img, "rgb8"))
             else:
                 stamp += round(offset * 1e9)
                 self.pub["thermal"].publish(make_image(stamp, "thermal_cam", th_img, "mono16"))
-        return stamps
+            sent[stream].append(stamp)
+        return sent
+
+    def wait_received(self, rgb: int, thermal: int) -> None:
+        """Until the node has taken in this many messages (counted in its subscription callbacks)."""
+        assert wait_for(
+            lambda: self.node.stats.received["rgb"] >= rgb and self.node.stats.received["thermal"] >= thermal
+        ), self.node.stats.snapshot()
+
+    def wait_idle(self) -> dict[str, str]:
+        """Until every pair formed has been published or dropped; returns the diagnostics values then."""
+
+        def settled() -> bool:
+            v = self.values()
+            done = int(v["pairs_processed"]) + int(v["pairs_dropped_slow"]) + int(v["bad_inputs_total"])
+            return done >= int(v["matched"]) and self.count() >= int(v["pairs_processed"])
+
+        assert wait_for(settled), self.values()
+        return self.values()
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5)
@@ -226,13 +309,26 @@ def rig_factory(ctx: Any) -> Iterator[Callable[..., Rig]]:
         r.close()
 
 
-@pytest.mark.timeout(40)
+@pytest.mark.timeout(90)
 def test_camera_streams_become_fused_outputs_with_rgb_stamps(rig_factory: Callable[..., Rig]) -> None:
-    rig = rig_factory(params={"sync_slop": 0.06})
+    # input_depth 100: a loaded machine may leave the executor behind for a while; nothing may be lost
+    rig = rig_factory(params={"sync_slop": 0.06, "input_depth": 100})
     rig.start()
-    stamps = set(rig.play(3.0))
-    assert rig.wait_for(lambda: rig.count() >= 20, 5), rig.count()
-    time.sleep(0.3)
+    sent = rig.play(3.0)
+    rig.wait_received(len(sent["rgb"]), len(sent["thermal"]))
+    v = rig.wait_idle()
+    # every thermal frame (9 Hz) finds an RGB partner (30 Hz) by stamp; two of three RGB frames cannot
+    assert int(v["rgb_received"]) == len(sent["rgb"]) == 90
+    assert int(v["thermal_received"]) == len(sent["thermal"]) == 27
+    assert int(v["matched"]) == 27
+    assert int(v["unmatched_rgb"]) + int(v["pending_rgb"]) == 90 - 27
+    # every pair formed is published or (when the worker is busy) replaced by a newer one, and counted
+    assert int(v["pairs_processed"]) + int(v["pairs_dropped_slow"]) == 27
+    assert rig.count() == int(v["pairs_processed"]) >= 1
+    assert v["input_reliability_rgb"] == v["input_reliability_thermal"] == "reliable"
+    stamps = rig.stamps()
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # in order, none twice
+    assert set(stamps) <= set(sent["rgb"]), "output stamp must be an RGB input stamp"
     got = rig.received
     assert {name for name in OUTPUTS if got[name]} == set(OUTPUTS)
     want = {
@@ -242,60 +338,50 @@ def test_camera_streams_become_fused_outputs_with_rgb_stamps(rig_factory: Callab
         "overlay": ("rgb8", 3),
     }
     for name, (encoding, channels) in want.items():
-        for msg, _ in got[name]:
+        for msg in got[name]:
             assert (msg.encoding, msg.height, msg.width, msg.step) == (encoding, H, W, W * channels)
-            assert stamp_ns(msg) in stamps, "output stamp must be an RGB input stamp"
             assert msg.header.frame_id == "rgb_cam"
             assert len(msg.data) == H * W * channels
-    # 9 Hz thermal over ~3 s: nearly every thermal frame paired (best-effort input may lose one or two)
-    assert 20 <= rig.count() <= 27
-    masks = [np.frombuffer(bytes(m.data), np.uint8) for m, _ in got["segmentation"]]
+    masks = [np.frombuffer(bytes(m.data), np.uint8) for m in got["segmentation"]]
     assert max(int(m.max()) for m in masks) <= 2 and min(int(m.min()) for m in masks) == 0
-    fused = np.frombuffer(bytes(got["fused"][0][0].data), np.uint8).reshape(H, W, 3)
+    fused = np.frombuffer(bytes(got["fused"][0].data), np.uint8).reshape(H, W, 3)
     assert np.array_equal(fused, rgb_frame())  # the fake engine returns the RGB input: nothing reordered
-    colour = np.frombuffer(bytes(got["segmentation_color"][0][0].data), np.uint8).reshape(H, W, 3)
-    mask = masks[0].reshape(H, W)
-    assert np.array_equal(colour, FakeEngine.instances[0].palette[mask])
-    assert rig.wait_for(lambda: bool(rig.class_names), 3)
+    colour = np.frombuffer(bytes(got["segmentation_color"][0].data), np.uint8).reshape(H, W, 3)
+    assert np.array_equal(colour, FakeEngine.instances[0].palette[masks[0].reshape(H, W)])
+    assert wait_for(lambda: bool(rig.class_names))
     assert json.loads(rig.class_names[-1])["class_names"] == ["c0", "c1", "c2"]
-    assert rig.wait_for(lambda: len(rig.diagnostics) >= 2, 3)
-    values = {kv.key: kv.value for kv in rig.diagnostics[-1].status[0].values}
+    assert wait_for(lambda: len(rig.diagnostics) >= 1)
+    published = values_of(rig.diagnostics[-1].status[0])
     for key in ("rgb_rate_hz", "matched", "latency_p95_ms", "infer_p50_ms", "overhead_p50_ms", "device"):
-        assert key in values
-    assert 20 <= float(values["rgb_rate_hz"]) <= 40 and 5 <= float(values["thermal_rate_hz"]) <= 13
-    assert int(values["matched"]) >= 20 and int(values["unmatched_rgb"]) >= 40
-    assert values["bad_inputs_total"] == "0"
+        assert key in published
+    assert v["bad_inputs_total"] == "0"
 
 
-@pytest.mark.timeout(40)
-def test_slow_inference_drops_old_pairs_and_keeps_latency_bounded(rig_factory: Callable[..., Rig]) -> None:
-    delay = 0.3
-    rig = rig_factory(engine=lambda **k: FakeEngine(delay=delay, **k), params={"publish_overlay": False})
+@pytest.mark.timeout(60)
+def test_a_busy_worker_drops_stale_pairs_and_publishes_the_newest(rig_factory: Callable[..., Rig]) -> None:
+    """While inference is busy, waiting pairs are replaced (and counted), never queued: no latency builds."""
+    gate = threading.Event()
+    rig = rig_factory(engine=lambda **k: FakeEngine(gate=gate, **k), params={"publish_overlay": False})
     rig.start()
-    rig.play(3.0)
-    time.sleep(2 * delay + 0.2)
-    n = rig.count()
-    assert 5 <= n <= 3.0 / delay + 2  # 27 pairs arrived, inference keeps up with at most ~11
-    latencies = sorted((t - stamp_ns(m)) / 1e9 for m, t in rig.received["fused"])
-    # bounded by ~two inference periods plus pairing wait: a FIFO would grow to > 1.5 s by the end
-    assert latencies[-1] < 4 * delay + 0.3, latencies
-    snap = rig.node.diagnostics()
-    values = {kv.key: kv.value for kv in snap.values}
-    assert int(values["pairs_dropped_slow"]) >= 10
-    assert int(values["pairs_processed"]) == n
-    assert float(values["infer_p50_ms"]) >= delay * 1e3
+    base = rig.now()
+    stamps = [base + i * 100_000_000 for i in range(8)]
+    rig.send_pair(*rig.good_pair(stamps[0]))
+    assert wait_for(lambda: FakeEngine.instances[0].calls == 1)  # the worker is inside infer, held
+    for i, s in enumerate(stamps[1:], start=2):
+        rig.send_pair(*rig.good_pair(s))
+        assert wait_for(lambda i=i: rig.node._matched == i)  # paired and handed to the one-item slot
+    assert rig.count() == 0
+    gate.set()
+    v = rig.wait_idle()
+    # the first pair (being inferred) and the newest one come out; the six in between were dropped
+    assert rig.stamps() == [stamps[0], stamps[-1]]
+    assert int(v["pairs_dropped_slow"]) == 6 and int(v["pairs_processed"]) == 2
+    assert FakeEngine.instances[0].calls == 2
 
 
-@pytest.mark.timeout(40)
-def test_bad_inputs_are_counted_and_good_pairs_keep_flowing(rig_factory: Callable[..., Rig]) -> None:
-    rig = rig_factory(params={"input_qos": "reliable", "sync_slop": 0.01})
-    rig.start()
-    rgb, th = rgb_frame(), thermal_frame()
+def _bad_cases(rgb: np.ndarray, th: np.ndarray) -> list[tuple[Image, Image | None, str]]:
     nan_th = np.full((TH_H, TH_W), np.nan, np.float32)
-    some_nan = np.linspace(0, 1, TH_H * TH_W, dtype=np.float32).reshape(TH_H, TH_W)
-    some_nan[0, :5] = np.nan
-    good_th = lambda s: make_image(s, "t", th, "mono16")  # noqa: E731
-    cases = [
+    return [
         (make_image(0, "c", rgb, "yuv422"), None, "rgb/encoding"),
         (make_image(0, "c", rgb, "rgb8", height=0, width=0, step=0, data=b""), None, "rgb/empty"),
         (make_image(0, "c", rgb, "rgb8", step=W), None, "rgb/step"),
@@ -305,24 +391,41 @@ def test_bad_inputs_are_counted_and_good_pairs_keep_flowing(rig_factory: Callabl
         (make_image(0, "c", rgb_frame(123), "rgb8"), None, "pair/engine"),
         (make_image(0, "c", rgb, "yuv422"), None, "rgb/encoding"),  # a repeat: counted, not re-logged
     ]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("input_qos", "publisher"),
+    [("auto", "reliable"), ("auto", "best_effort"), ("reliable", "reliable"), ("sensor_data", "reliable")],
+)
+def test_bad_inputs_are_counted_and_good_pairs_keep_flowing(
+    rig_factory: Callable[..., Rig], input_qos: str, publisher: str
+) -> None:
+    rig = rig_factory(params={"input_qos": input_qos, "sync_slop": 0.01}, publisher=publisher)
+    rig.start()
+    follows = input_qos == "auto" or input_qos == publisher
+    assert rig.values()["input_reliability_rgb"] == (publisher if follows else "best_effort")
+    rgb, th = rgb_frame(), thermal_frame()
+    some_nan = np.linspace(0, 1, TH_H * TH_W, dtype=np.float32).reshape(TH_H, TH_W)
+    some_nan[0, :5] = np.nan
+    cases = _bad_cases(rgb, th)
     base = rig.now()
     for i, (rgb_msg, th_msg, _) in enumerate(cases):
         stamp = base + i * 200_000_000
         rgb_msg.header.stamp.sec, rgb_msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        th_msg = th_msg or good_th(stamp)
+        th_msg = th_msg or make_image(stamp, "t", th, "mono16")
         th_msg.header.stamp = rgb_msg.header.stamp
         rig.send_pair(rgb_msg, th_msg)
-        time.sleep(0.15)
+        # one at a time: the node keeps only the newest pair waiting, and this test is not about drops
+        assert wait_for(lambda i=i: rig.node.stats.snapshot()["bad_inputs_total"] == i + 1), (
+            cases[i][2],
+            rig.node.stats.snapshot(),
+        )
     ok_stamp = base + len(cases) * 200_000_000
-    # Good pairs one at a time: the node keeps only the latest pair, so on a loaded machine pairs sent
-    # faster than inference would (correctly) be dropped, and this test is about bad input, not drops.
-    goods = [(make_image(ok_stamp, "c", rgb, "rgb8"), make_image(ok_stamp, "t", some_nan, "32FC1"))]
+    rig.send_pair(make_image(ok_stamp, "c", rgb, "rgb8"), make_image(ok_stamp, "t", some_nan, "32FC1"))
+    assert wait_for(lambda: rig.count() == 1), rig.node.stats.snapshot()
     for j in range(1, 4):
-        s = ok_stamp + j * 200_000_000
-        goods.append((make_image(s, "c", rgb, "rgb8"), good_th(s)))
-    for j, (rgb_msg, th_msg) in enumerate(goods, start=1):
-        rig.send_pair(rgb_msg, th_msg)
-        assert rig.wait_for(lambda j=j: rig.count() >= j, 10), rig.node.stats.snapshot()
+        rig.send_and_wait(ok_stamp + j * 200_000_000)
     snap = rig.node.stats.snapshot()
     expected: dict[str, int] = {}
     for *_, key in cases:
@@ -332,9 +435,42 @@ def test_bad_inputs_are_counted_and_good_pairs_keep_flowing(rig_factory: Callabl
     } == expected
     assert snap["bad_inputs_total"] == len(cases)
     assert snap["warning.nonfinite"] == 1  # partly NaN thermal is used (NaN -> 0), with a warning
-    assert stamp_ns(rig.received["fused"][0][0]) == ok_stamp
+    assert rig.stamps() == [ok_stamp + j * 200_000_000 for j in range(4)]
     status = rig.node.diagnostics()
     assert status.level == status.WARN and "bad inputs" in status.message
+
+
+@pytest.mark.timeout(90)
+def test_auto_input_qos_follows_the_publishers(rig_factory: Callable[..., Rig]) -> None:
+    """No publisher: best effort (hears either kind); a reliable driver appears: reliable; a best-effort
+    driver replaces it: best effort again. Pairs flow in every state and the pairer carries on."""
+    rig = rig_factory(publisher=None)
+    assert rig.node.trigger_configure() == SUCCESS and rig.node.trigger_activate() == SUCCESS
+    assert rig.values()["input_reliability_rgb"] == "best_effort"
+    base = rig.now()
+    for step, reliability in enumerate(("reliable", "best_effort", "reliable")):
+        rig.make_publishers(reliability)
+        assert wait_for(
+            lambda r=reliability: (
+                rig.values()["input_reliability_rgb"] == r and rig.values()["input_reliability_thermal"] == r
+            )
+        ), rig.values()
+        rig.wait_connected()
+        for j in range(2):
+            rig.send_and_wait(base + (10 * step + j) * 100_000_000)
+    v = rig.values()
+    assert int(v["input_qos_changes"]) == 6  # three switches x two inputs
+    assert int(v["matched"]) == int(v["pairs_processed"]) == rig.count() == 6
+
+
+@pytest.mark.timeout(30)
+def test_explicit_input_qos_is_kept_whatever_the_publishers_offer(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(params={"input_qos": "sensor_data"}, publisher="reliable")
+    rig.start()
+    rig.send_and_wait(rig.now())
+    v = rig.values()
+    assert v["input_reliability_rgb"] == "best_effort" and v["input_qos_changes"] == "0"
+    assert rig.node._qos_timer is None
 
 
 @pytest.mark.timeout(20)
@@ -345,7 +481,8 @@ def test_bad_inputs_are_counted_and_good_pairs_keep_flowing(rig_factory: Callabl
         ("sync_queue_size", 0, "must be >= 1"),
         ("device", "gpu7", "'auto', 'cpu'"),
         ("precision", "int8", "fp32"),
-        ("input_qos", "fast", "sensor_data"),
+        ("input_qos", "fast", "auto"),
+        ("output_qos", "auto", "sensor_data"),
         ("overlay_alpha", 1.5, "[0, 1]"),
         ("homography", "1 0 0 0 1", "9 numbers"),
         ("palette", "#ff0000, blue", "palette entry 1"),
@@ -387,110 +524,146 @@ def test_model_load_failure_and_label_mismatch_fail_activate(ctx: Any) -> None:
     node.destroy_node()
 
 
-@pytest.mark.timeout(40)
+@pytest.mark.timeout(60)
 def test_deactivate_frees_engine_and_activate_resumes(rig_factory: Callable[..., Rig]) -> None:
-    rig = rig_factory(params={"input_qos": "reliable", "class_names": "road,car,person"})
+    rig = rig_factory(params={"class_names": "road,car,person"})
     rig.start()
-    rig.play(1.0)
-    assert rig.wait_for(lambda: rig.count() >= 5, 5)
+    base = rig.now()
+    for j in range(3):
+        rig.send_and_wait(base + j * 100_000_000)
     assert rig.node.trigger_deactivate() == SUCCESS
     first = FakeEngine.instances[0]
     assert first.closed and rig.node.engine is None
-    time.sleep(0.3)  # outputs published just before deactivation may still be in flight
-    before = rig.count()
-    rig.play(0.7)
-    time.sleep(0.3)
-    assert rig.count() == before  # inactive: nothing processed
+    # inactive: the inputs are gone, so nothing sent now can reach the node
+    assert wait_for(lambda: all(p.get_subscription_count() == 0 for p in rig.pub.values()))
+    for j in range(3, 6):
+        rig.send_pair(*rig.good_pair(base + j * 100_000_000))
     assert rig.node.trigger_activate() == SUCCESS
     rig.wait_connected()
-    rig.play(1.5)
-    assert rig.wait_for(lambda: rig.count() >= before + 5, 5), (before, rig.count())
+    for j in range(6, 9):
+        rig.send_and_wait(base + j * 100_000_000)
+    # outputs: the three before and the three after; none of the pairs sent while inactive
+    assert rig.stamps() == [base + j * 100_000_000 for j in (0, 1, 2, 6, 7, 8)]
     assert len(FakeEngine.instances) == 2 and not FakeEngine.instances[1].closed
+    assert wait_for(lambda: bool(rig.class_names))
     assert json.loads(rig.class_names[-1])["class_names"] == ["road", "car", "person"]
     assert rig.node.trigger_deactivate() == SUCCESS
     assert rig.node.trigger_cleanup() == SUCCESS
 
 
-@pytest.fixture
-def checkpoint(request: pytest.FixtureRequest) -> Path:
-    """The engine engineer's random tiny checkpoint fixture (conftest.py), skipped where not yet present."""
-    try:
-        return request.getfixturevalue("random_checkpoint")
-    except pytest.FixtureLookupError:
-        pytest.skip("random_checkpoint fixture not available")
+@pytest.mark.timeout(60)
+def test_warns_when_inputs_arrive_but_pairs_stop_matching(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(params={"input_depth": 20})  # 15 messages sent at once: keep them all
+    rig.start()
+    clock = [100.0]  # the node's warning windows run on a clock the test controls
+    rig.node._monotonic = lambda: clock[0]
+    rig.node.diagnostics()  # the start of the window: nothing received yet
+    base = rig.now()
+    for i in range(15):  # thermal clock 2 s ahead: partners never share the queues' time window
+        stamp = base + i * 100_000_000
+        rig.pub["rgb"].publish(make_image(stamp, "c", rgb_frame(), "rgb8"))
+        rig.pub["thermal"].publish(make_image(stamp + 2_000_000_000, "t", thermal_frame(), "mono16"))
+    rig.wait_received(15, 15)
+    clock[0] = 101.0
+    status = rig.node.diagnostics()
+    assert rig.count() == 0
+    assert status.level == status.WARN and "possible pairs matched" in status.message, status.message
+    skew = float(re.search(r"stamp difference ([-+.\d]+) s", status.message).group(1))
+    assert "sync_slop" in status.message and skew == pytest.approx(2.0, abs=1e-3)  # latest of each
+    values = values_of(status)
+    assert values["warning.unmatched"] == "1" and values["matched"] == "0"
+    # queue of 10 per input: the five oldest of each stream left by overflow, unmatched
+    assert values["unmatched_thermal"] == values["unmatched_rgb"] == "5"
+    assert values["pending_thermal"] == values["pending_rgb"] == "10"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_main_with_real_engine_in_a_subprocess(ctx: Any, checkpoint: Path, tmp_path: Path) -> None:
-    """``fusion_node`` as a user starts it: autostart, real FusionEngine on CPU, parameters from a file."""
-    params = tmp_path / "p.yaml"
-    params.write_text(
-        f"/**:\n  ros__parameters:\n    checkpoint: '{checkpoint}'\n    device: cpu\n    num_threads: 1\n"
-        "    input_qos: reliable\n    sync_slop: 0.01\n"
-    )
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sccosf_ros.node.fusion_node", "--ros-args", "--params-file", str(params)],
+@pytest.mark.timeout(240)
+def test_default_node_outputs_every_pair_from_a_reliable_driver_without_profile(ctx: Any) -> None:
+    """The issue-11 scenario, as a user meets it: ``fusion_node`` with default parameters (the shipped model,
+    input_qos auto), and a separate process playing an ordinary camera driver (reliable, depth 50, no Fast DDS
+    profile) sending 640x480 rgb8 + mono16 pairs at 2 Hz. Every pair must come out: counted, not timed.
+
+    On a loaded machine the camera waits for the node rather than outrun it (camera_process.py says how), so
+    the count tests delivery and pairing, not this machine's speed."""
+    n_pairs = 10
+    env = {k: v for k, v in os.environ.items() if k != FASTDDS_PROFILE_ENV}
+    env["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "sccosf_ros.node.fusion_node"],  # no parameters at all
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    peer = rclpy.create_node("peer", context=ctx)
-    got: list[Image] = []
-    masks: list[Image] = []
-    peer.create_subscription(Image, "sccosf/fused", got.append, 10)
-    peer.create_subscription(Image, "sccosf/segmentation", masks.append, 10)
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {s: peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
+    peer = rclpy.create_node("recorder", context=ctx)
+    lock = threading.Lock()
+    got: dict[str, list[Image]] = {"fused": [], "segmentation": []}
+    diags: list[dict[str, str]] = []
+
+    def record(name: str, msg: Image) -> None:
+        with lock:
+            got[name].append(msg)
+
+    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    for name in got:
+        peer.create_subscription(Image, topics.OUTPUTS[name], lambda m, n=name: record(n, m), reliable)
+    peer.create_subscription(
+        DiagnosticArray,
+        topics.DIAGNOSTICS,
+        lambda m: diags.extend(values_of(st) for st in m.status if st.name.endswith(": fusion")),
+        10,
+    )
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(peer)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
+    camera = None
     try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end and not (
-            pubs["rgb"].get_subscription_count() and peer.count_publishers("sccosf/fused")
-        ):
-            assert proc.poll() is None, proc.communicate()[0]
-            time.sleep(0.1)
-        time.sleep(0.5)
-        sent = []
-        for i in range(5):
-            s = peer.get_clock().now().nanoseconds
-            sent.append(s)
-            pubs["rgb"].publish(make_image(s, "rgb_cam", rgb_frame(30 * i), "rgb8"))
-            pubs["thermal"].publish(make_image(s, "t", thermal_frame(), "mono16"))
-            time.sleep(0.5)
-        end = time.monotonic() + 30
-        while time.monotonic() < end and len(got) < 3:
-            time.sleep(0.1)
-        assert len(got) >= 3, "no fused output from the real engine"
-        assert all(stamp_ns(m) in sent and (m.height, m.width, m.encoding) == (H, W, "rgb8") for m in got)
-        assert masks and all(m.encoding == "mono8" for m in masks)
+        assert wait_for(
+            lambda: peer.count_publishers(topics.OUTPUTS["fused"]) > 0 or node.poll() is not None, 180
+        )
+        assert node.poll() is None, node.communicate()[0]
+        camera = subprocess.run(
+            [sys.executable, str(CAMERA_SCRIPT), "--pairs", str(n_pairs), "--rate", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        assert camera.returncode == 0, camera.stdout + camera.stderr
+        report = json.loads(camera.stdout.strip().splitlines()[-1])
+        sent = report["stamps"]
+        assert len(sent) == n_pairs + 1  # one warm-up pair, then the counted ones
+
+        def all_out() -> bool:
+            with lock:
+                return len(got["fused"]) >= n_pairs + 1 and len(got["segmentation"]) >= n_pairs + 1
+
+        assert wait_for(all_out, 60), (
+            f"sent {sent}\nfused {[stamp_ns(m) for m in got['fused']]}\n"
+            f"masks {len(got['segmentation'])}\nnode {json.dumps(diags[-1] if diags else None)}"
+        )
+        assert wait_for(lambda: bool(diags) and int(diags[-1]["pairs_processed"]) == n_pairs + 1, 10)
+        with lock:
+            fused = list(got["fused"])
+            masks = list(got["segmentation"])
+        assert [stamp_ns(m) for m in fused] == sent  # every pair, in order, none twice
+        assert all((m.height, m.width, m.encoding) == (480, 640, "rgb8") for m in fused)
+        assert all((m.height, m.width, m.encoding) == (480, 640, "mono8") for m in masks)
+        v = diags[-1]
+        assert v["rgb_received"] == v["thermal_received"] == v["matched"] == str(n_pairs + 1)
+        assert v["pairs_dropped_slow"] == "0" and v["bad_inputs_total"] == "0"
+        assert v["input_reliability_rgb"] == v["input_reliability_thermal"] == "reliable"
     finally:
-        proc.terminate()
+        node.terminate()
         try:
-            out = proc.communicate(timeout=20)[0]
+            out = node.communicate(timeout=30)[0]
         except subprocess.TimeoutExpired:
-            proc.kill()
-            out = proc.communicate()[0]
+            node.kill()
+            out = node.communicate()[0]
         executor.shutdown(timeout_sec=5)
         spin.join(5)  # a spin thread still inside rclpy at interpreter exit can make Fast DDS abort
         peer.destroy_node()
-    assert "active: model on cpu" in out, out
-
-
-@pytest.mark.timeout(30)
-def test_warns_when_inputs_arrive_but_pairs_stop_matching(rig_factory: Callable[..., Rig]) -> None:
-    rig = rig_factory()
-    rig.start()
-    rig.play(3.5, offset=2.0)  # thermal clock 2 s ahead: partners never share the queues' time window
-    status = rig.node.diagnostics()
-    assert rig.count() == 0
-    assert status.level == status.WARN and "possible pairs matched" in status.message, status.message
-    skew = float(re.search(r"stamp difference ([-+.\d]+) s", status.message).group(1))
-    assert "sync_slop" in status.message and 1.8 <= skew <= 2.1  # the latest stamps, arriving ~0.1 s apart
-    values = {kv.key: kv.value for kv in status.values}
-    assert int(values["warning.unmatched"]) >= 1 and int(values["unmatched_thermal"]) >= 20
+    assert "active: model on cpu" in out or "active: model on cuda" in out, out
+    assert "Fast DDS profile:" in out, out

@@ -4,10 +4,13 @@ A thin rclpy adapter over ROS-free parts: parameters (``params``), pairing (``sc
 work (``processing``), statistics (``stats``) and the engine (``sccosf_ros.engine``).
 
 Threading: one ``SingleThreadedExecutor`` (rclpy's multi-threaded one starved the worker of the GIL for
-seconds on two cores; docs/node.md). Subscription callbacks only pair messages and drop the newest pair
-into a one-item ``LatestSlot``; one worker thread takes it, converts, infers and publishes. Inference
-therefore never runs under the synchroniser's lock, and when inference is slower than the cameras older
-pairs are dropped (and counted) instead of queueing up latency.
+seconds on two cores; docs/node.md). Subscription callbacks only pair messages (``ApproximateTimePairer``,
+the one synchroniser, on every install) and drop the newest pair into a one-item ``LatestSlot``; one worker
+thread takes it, converts, infers and publishes. When inference is slower than the cameras older pairs are
+dropped (and counted) instead of queueing up latency.
+
+Input QoS: with ``input_qos: auto`` (the default) each input subscribes with the reliability its publishers
+offer, re-checked every second (``node/qos.py`` says why and decides).
 
 Lifecycle (as yolo_ros does it): parameters are declared in ``__init__``; ``configure`` validates them and
 starts ``/diagnostics``; ``activate`` loads the model on its device and creates the topics; ``deactivate``
@@ -52,14 +55,10 @@ from sccosf_ros.node.params import (
     validate,
 )
 from sccosf_ros.node.processing import BadInputError, Engine, PairProcessor
+from sccosf_ros.node.qos import AUTO_CHECK_PERIOD_S, BEST_EFFORT, RELIABLE, choose_reliability, describe
 from sccosf_ros.node.stats import NodeStats
 from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
 from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
-
-try:  # the distro's synchroniser where installed (no wheel on PyPI); same policy as ApproximateTimePairer
-    import message_filters
-except ImportError:  # pragma: no cover - depends on the installation
-    message_filters = None
 
 NODE_NAME = "sccosf"
 INPUTS = topics.INPUTS
@@ -71,7 +70,7 @@ EngineFactory = Callable[..., Engine]
 
 
 def make_qos(kind: str, depth: int) -> QoSProfile:
-    """REP-2003 style profiles by name; ``depth`` replaces the preset's."""
+    """REP-2003 style profiles by name; ``depth`` replaces the preset's (``auto``: see node/qos.py)."""
     base = {
         "sensor_data": qos_profile_sensor_data,
         "system_default": qos_profile_system_default,
@@ -84,6 +83,15 @@ def make_qos(kind: str, depth: int) -> QoSProfile:
         reliability=base.reliability,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+POLICIES = {RELIABLE: ReliabilityPolicy.RELIABLE, BEST_EFFORT: ReliabilityPolicy.BEST_EFFORT}
+
+
+def reliability_name(policy: Any) -> str:
+    """``ReliabilityPolicy.RELIABLE`` -> ``"reliable"`` (as node/qos.py and the diagnostics spell it)."""
+    names = {v: k for k, v in POLICIES.items()}
+    return names.get(policy, str(getattr(policy, "name", policy)).lower())
 
 
 def stamp_ns(msg: Any) -> int:
@@ -119,9 +127,10 @@ class FusionNode(LifecycleNode):
         self.class_names: list[str] = []
         self.slot: LatestSlot[tuple[Any, Any]] = LatestSlot()
         self.pairer: ApproximateTimePairer | None = None
-        self._sync: Any = None
-        self._subs: list[Any] = []
-        self._mf_subs: list[Any] = []
+        self._subs: dict[str, Any] = {}
+        self._input_reliability: dict[str, str] = {}
+        self._input_qos_changes = 0
+        self._qos_timer: Any = None
         self._pubs: dict[str, Any] = {}
         self._names_pub: Any = None
         self._diag_pub: Any = None
@@ -134,6 +143,7 @@ class FusionNode(LifecycleNode):
         self._window_marks: list[tuple[float, int, int, int]] = []
         self._last_warn: dict[str, float] = {}
         self._device = "none"
+        self._monotonic: Callable[[], float] = time.monotonic  # the clock of the warning windows (tests)
 
     # ------------------------------------------------------------------------------------ lifecycle
     def _fail(self, message: str) -> TransitionCallbackReturn:
@@ -230,7 +240,7 @@ class FusionNode(LifecycleNode):
         self._create_inputs()
         self.get_logger().info(
             f"active: model on {self._device}, {len(names)} classes, publishing {sorted(wanted)}, "
-            f"pairing with {'message_filters' if self._sync is not None else 'ApproximateTimePairer'}"
+            f"input QoS {c['input_qos']} ({self._describe_inputs()})"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -255,9 +265,12 @@ class FusionNode(LifecycleNode):
 
     def _teardown(self) -> None:
         """Inputs first (nothing new arrives), then the worker, then outputs and the model."""
-        for sub in self._subs:
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
+        for sub in self._subs.values():
             self.destroy_subscription(sub)
-        self._subs, self._mf_subs, self._sync = [], [], None
+        self._subs = {}
         self._stop.set()
         self.slot.close()
         if self._worker is not None:
@@ -287,34 +300,70 @@ class FusionNode(LifecycleNode):
             self._diag_pub = None
 
     # ------------------------------------------------------------------------------------ inputs
+    def _input_topic(self, stream: str) -> str:
+        return INPUTS[stream] + ("/compressed" if self.config["use_compressed"] else "")
+
+    def _offered(self, stream: str) -> list[str]:
+        """Reliability offered by each publisher on the stream's (remapped, namespaced) topic."""
+        topic = self.resolve_topic_name(self._input_topic(stream))
+        return [
+            reliability_name(info.qos_profile.reliability)
+            for info in self.get_publishers_info_by_topic(topic)
+        ]
+
+    def _subscribe(self, stream: str, reliability: ReliabilityPolicy) -> None:
+        """(Re)create one input subscription with ``reliability``; the pairer and its queues carry on."""
+        c = self.config
+        old = self._subs.pop(stream, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=c["input_depth"],
+            reliability=reliability,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        msg_type = CompressedImage if c["use_compressed"] else Image
+        self._subs[stream] = self.create_subscription(
+            msg_type, self._input_topic(stream), lambda msg, s=stream: self._on_message(s, msg), qos
+        )
+        self._input_reliability[stream] = reliability_name(reliability)
+
     def _create_inputs(self) -> None:
         c = self.config
-        qos = make_qos(c["input_qos"], c["input_depth"])
-        msg_type = CompressedImage if c["use_compressed"] else Image
-        suffix = "/compressed" if c["use_compressed"] else ""
-        topics = {s: INPUTS[s] + suffix for s in INPUTS}
         self._matched = 0
         self._last_stamp = {}
         self._window_marks = []
-        if message_filters is not None:
-            # Explicit QoS: message_filters.Subscriber defaults to RELIABLE and then hears nothing from a
-            # best-effort camera driver, without a warning.
-            subs = [message_filters.Subscriber(self, msg_type, topics[s], qos_profile=qos) for s in INPUTS]
-            for stream, sub in zip(INPUTS, subs, strict=True):
-                sub.registerCallback(lambda msg, s=stream: self._count(s, msg))
-            self._sync = message_filters.ApproximateTimeSynchronizer(
-                subs, c["sync_queue_size"], c["sync_slop"]
-            )
-            self._sync.registerCallback(self._on_synced)
-            self._mf_subs = subs
-            self._subs = [s.sub for s in subs]
-            self.pairer = None
-        else:
-            self.pairer = ApproximateTimePairer(c["sync_queue_size"], c["sync_slop"])
-            self._subs = [
-                self.create_subscription(msg_type, topics[s], lambda msg, s=s: self._on_message(s, msg), qos)
-                for s in INPUTS
-            ]
+        self._input_reliability = {}
+        self._input_qos_changes = 0
+        self.pairer = ApproximateTimePairer(c["sync_queue_size"], c["sync_slop"])
+        for stream in INPUTS:
+            if c["input_qos"] == "auto":
+                reliability = POLICIES[choose_reliability(self._offered(stream))]
+            else:
+                reliability = make_qos(c["input_qos"], c["input_depth"]).reliability
+            self._subscribe(stream, reliability)
+        if c["input_qos"] == "auto":
+            self._qos_timer = self.create_timer(AUTO_CHECK_PERIOD_S, self._check_input_qos)
+
+    def _check_input_qos(self) -> None:
+        """``input_qos: auto``: follow the publishers (a driver started, restarted or was replaced)."""
+        for stream in INPUTS:
+            if stream not in self._subs:
+                return  # deactivating
+            offered = self._offered(stream)
+            current = self._input_reliability.get(stream)
+            wanted = choose_reliability(offered, current)
+            if wanted != current:
+                self._subscribe(stream, POLICIES[wanted])
+                self._input_qos_changes += 1
+                self.get_logger().info(
+                    f"input {stream} ({self._subs[stream].topic_name}): publishers offer "
+                    f"{describe(offered)}; subscribing {wanted} (input_qos auto)"
+                )
+
+    def _describe_inputs(self) -> str:
+        return ", ".join(f"{s} {self._input_reliability.get(s, '-')}" for s in INPUTS)
 
     def _count(self, stream: str, msg: Any, t0: float | None = None) -> None:
         self._last_stamp[stream] = stamp_ns(msg)
@@ -329,11 +378,6 @@ class FusionNode(LifecycleNode):
             self._matched += 1
             self._hand_off(pair.rgb, pair.thermal)
         self._count(stream, msg, t0)
-
-    def _on_synced(self, rgb: Any, thermal: Any) -> None:
-        """message_filters callback, run under its lock: store only."""
-        self._matched += 1
-        self._hand_off(rgb, thermal)
 
     def _hand_off(self, rgb: Any, thermal: Any) -> None:
         self.stats.on_pair()
@@ -395,26 +439,20 @@ class FusionNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------ diagnostics
     def pairing_counts(self) -> dict[str, int]:
-        """matched / dropped_* (queue overflow, no partner) / pending_*, from whichever synchroniser runs."""
+        """matched / unmatched_* (queue overflow or repeated stamp, no partner) / pending_*."""
         out = {"matched": self._matched}
         if self.pairer is not None:
             st = self.pairer.stats()
             for s in INPUTS:
                 out[f"unmatched_{s}"] = st.dropped[s] + st.replaced[s]
                 out[f"pending_{s}"] = st.pending[s]
-        elif self._sync is not None:
-            queues = getattr(self._sync, "queues", [{}, {}])
-            for s, q in zip(INPUTS, queues, strict=False):
-                pending = len(q)
-                out[f"pending_{s}"] = pending
-                out[f"unmatched_{s}"] = max(self.stats.received[s] - self._matched - pending, 0)
         return out
 
     def _check_matching(self, now: float, counts: dict[str, int]) -> str:
         """Warn (rate-limited) when both inputs arrive but few pairs form: the failure users cannot see."""
         rx = (self.stats.received["rgb"], self.stats.received["thermal"])
         self._window_marks.append((now, rx[0], rx[1], counts["matched"]))
-        self._window_marks = [m for m in self._window_marks if now - m[0] <= UNMATCHED_WINDOW_S + 0.5]
+        self._window_marks = [m for m in self._window_marks if 0 <= now - m[0] <= UNMATCHED_WINDOW_S + 0.5]
         t_old, rgb_old, th_old, matched_old = self._window_marks[0]
         possible = min(rx[0] - rgb_old, rx[1] - th_old)
         matched = counts["matched"] - matched_old
@@ -431,7 +469,8 @@ class FusionNode(LifecycleNode):
             silent = "thermal" if rx[0] - rgb_old > 0 else "rgb"
             problem = (
                 f"no {silent} messages for {now - t_old:.0f} s while the other input arrives: check the "
-                f"remapping and QoS (input_qos={self.config['input_qos']})"
+                f"remapping and QoS (input_qos={self.config['input_qos']}, subscribed "
+                f"{self._input_reliability.get(silent, '-')}; `ros2 topic info -v` shows the publisher's)"
             )
         if problem and now - self._last_warn.get("unmatched", -1e9) >= WARN_EVERY_S:
             self._last_warn["unmatched"] = now
@@ -441,7 +480,7 @@ class FusionNode(LifecycleNode):
 
     def diagnostics(self) -> DiagnosticStatus:
         """The node's one DiagnosticStatus (also used by tests directly)."""
-        now = time.monotonic()
+        now = self._monotonic()
         counts = self.pairing_counts()
         active = self._processor is not None
         problem = self._check_matching(now, counts) if active else ""
@@ -449,7 +488,9 @@ class FusionNode(LifecycleNode):
         values.update(counts)
         values["pairs_dropped_slow"] = self.slot.dropped
         values["device"] = self._device
-        values["synchronizer"] = "message_filters" if self._sync is not None else "ApproximateTimePairer"
+        for s in INPUTS:
+            values[f"input_reliability_{s}"] = self._input_reliability.get(s, "-")
+        values["input_qos_changes"] = self._input_qos_changes
         level, message = DiagnosticStatus.OK, "ok"
         if not active:
             level, message = DiagnosticStatus.WARN, "inactive: " + (self.last_error or "not activated")

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from sccosf_ros.imaging.thermal import ThermalNormalizer
+from sccosf_ros.node.qos import INPUT_QOS_CHOICES, OUTPUT_QOS_CHOICES
 
-QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "system_default")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -186,16 +186,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "input_qos",
-        "sensor_data",
-        "Subscriber QoS: sensor_data, reliable, best_effort, system_default",
-        _one_of(*QOS_CHOICES),
+        "auto",
+        "Subscriber QoS: auto (the reliability the input's publishers offer, as rosbag2 records), "
+        "sensor_data, reliable, best_effort, system_default",
+        _one_of(*INPUT_QOS_CHOICES),
     ),
     ParamSpec("input_depth", 5, "Subscriber queue depth (keep last N)", _int_at_least(1)),
     ParamSpec(
         "output_qos",
         "reliable",
         "Publisher QoS: reliable, best_effort, sensor_data, system_default",
-        _one_of(*QOS_CHOICES),
+        _one_of(*OUTPUT_QOS_CHOICES),
     ),
     ParamSpec("output_depth", 5, "Publisher queue depth (keep last N)", _int_at_least(1)),
     ParamSpec("publish_fused", True, "Publish sccosf/fused (rgb8)"),
@@ -297,30 +298,3 @@ def launch_value(name: str, text: str) -> Any:
     except yaml.YAMLError as exc:
         raise ParameterError(name, f"cannot parse {text!r}: {exc}") from None
     return _coerce(spec, value)
-
-
-def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
-    """Typed parameters for the launch arguments that differ from the node's defaults.
-
-    Only these are passed after the params file, so a params file is not silently overridden by launch
-    arguments the user never set (the launch argument defaults equal the node defaults).
-    """
-    out: dict[str, Any] = {}
-    for name, text in arguments.items():
-        if name not in SPECS:
-            continue
-        value = launch_value(name, text)
-        if value != SPECS[name].default:
-            out[name] = value
-    validate(out)
-    return out
-
-
-def default_text(spec: ParamSpec) -> str:
-    """The default as a launch-argument string."""
-    d = spec.default
-    if isinstance(d, bool):
-        return "true" if d else "false"
-    if isinstance(d, list):
-        return "[" + ", ".join(repr(x) for x in d) + "]"
-    return str(d)
