@@ -14,9 +14,8 @@ def node_command(cfg: ReplayConfig) -> list[str]:
     """The node as ``ros2 run sccosf_ros fusion_node`` would start it, with the bag's topics remapped in.
 
     ``python -m`` rather than the ``fusion_node`` console script so a source checkout works uninstalled.
-    The player publishes reliable, so the node's input QoS is set to match: with the node's default
-    best-effort input and Fast DDS defaults, a third of the frames arrived, late (docs/node.md).
-    ``node_args`` come last and override any of these.
+    The node's default ``input_qos: auto`` follows the player's reliable publishers. ``node_args`` come
+    last and override any of these.
     """
     params = {
         "device": cfg.device,
@@ -24,7 +23,6 @@ def node_command(cfg: ReplayConfig) -> list[str]:
         "sync_slop": cfg.slop,
         "sync_queue_size": cfg.queue_size,
         "num_threads": cfg.num_threads or 0,
-        "input_qos": "reliable",
     }
     if cfg.checkpoint:
         params["checkpoint"] = str(cfg.checkpoint)
