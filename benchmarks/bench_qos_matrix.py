@@ -109,6 +109,32 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _pct(x: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(x, q)), 1) if x.size else None
+
+
+def _figures(report: dict, got: list[tuple[int, int]], last: dict[str, str], cpu_pct: float) -> dict:
+    """One matrix row's figures from the camera's report, the outputs (stamp, receipt) and /diagnostics."""
+    lat = np.array([(r - s) / 1e6 for s, r in got])
+    third = max(len(lat) // 3, 1)
+    return {
+        "sent": report["sent"],
+        "rgb_received": int(last.get("rgb_received", -1)),
+        "thermal_received": int(last.get("thermal_received", -1)),
+        "pairs_in": int(last.get("matched", -1)),
+        "pairs_out": len(got),
+        "dropped_slow": int(last.get("pairs_dropped_slow", -1)),
+        "latency_p50_ms": _pct(lat, 50),
+        "latency_p95_ms": _pct(lat, 95),
+        "latency_p50_first_third_ms": _pct(lat[:third], 50),
+        "latency_p50_last_third_ms": _pct(lat[-third:], 50),
+        "infer_p50_ms": float(last.get("infer_p50_ms", "nan")),
+        "node_cpu_pct": round(cpu_pct, 0),
+        "node_reliability": f"{last.get('input_reliability_rgb')}/{last.get('input_reliability_thermal')}",
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
 def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: float, index: int) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -190,29 +216,7 @@ def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: floa
         time.sleep(3.0)  # the last pair's inference and one more /diagnostics message
         with lock:
             got = sorted(fused)
-        last = diags[-1] if diags else {}
-        lat = np.array([(r - s) / 1e6 for s, r in got])
-        third = max(len(lat) // 3, 1)
-
-        def pct(x: np.ndarray, q: float) -> float | None:
-            return round(float(np.percentile(x, q)), 1) if x.size else None
-
-        row.update(
-            sent=report["sent"],
-            rgb_received=int(last.get("rgb_received", -1)),
-            thermal_received=int(last.get("thermal_received", -1)),
-            pairs_in=int(last.get("matched", -1)),
-            pairs_out=len(got),
-            dropped_slow=int(last.get("pairs_dropped_slow", -1)),
-            latency_p50_ms=pct(lat, 50),
-            latency_p95_ms=pct(lat, 95),
-            latency_p50_first_third_ms=pct(lat[:third], 50),
-            latency_p50_last_third_ms=pct(lat[-third:], 50),
-            infer_p50_ms=float(last.get("infer_p50_ms", "nan")),
-            node_cpu_pct=round(100 * (cpu1 - cpu0) / (t1 - t0), 0),
-            node_reliability=f"{last.get('input_reliability_rgb')}/{last.get('input_reliability_thermal')}",
-            loadavg=Path("/proc/loadavg").read_text().split()[:3],
-        )
+        row.update(_figures(report, got, diags[-1] if diags else {}, 100 * (cpu1 - cpu0) / (t1 - t0)))
     finally:
         if cam is not None and cam.poll() is None:
             cam.kill()
