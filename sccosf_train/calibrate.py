@@ -1,13 +1,16 @@
-"""Logit adjustment of a class-weighted segmentation head, tuned on the synthetic validation scenes.
+"""Logit adjustment of a class-weighted segmentation head, tuned on validation data.
 
-``python -m sccosf_train.calibrate models/sccosf_tiny.safetensors OUT.safetensors``
+``python -m sccosf_train.calibrate SRC.safetensors OUT.safetensors`` (synthetic validation scenes, mIoU) or
+``... --msrs-root ../shared/data/msrs --split config/msrs_dev_split.txt`` (real pairs, the box score's
+mean F against their detection boxes; never the test pairs).
 
 Why: cross-entropy with class weights ``w_c`` (ENet's, up to ~47 for thin classes) trains logits that are
 shifted by about ``log w_c`` from calibrated ones, so rare classes are over-predicted: on the validation
 scenes the shipped head found 81 % of bike pixels at 32 % precision. Subtracting ``alpha * log w_c``
 from the logits (logit adjustment, Menon et al., ICLR 2021) trades some of that recall back for
 precision; ``alpha`` = 1 undoes the weighting entirely, which maximises accuracy, not IoU, so ``alpha`` is
-chosen on the trainer's synthetic *validation* stream (never the held-out test stream of the model card).
+chosen on validation data: the trainer's synthetic validation stream (never the held-out test stream of the
+model card), or real pairs held out of training scored with the box score.
 
 The shift is folded into the bias of the layer that produces the logits (the refinement's last
 convolution, or the coarse head's without one): a constant per class survives bilinear upsampling
@@ -27,9 +30,10 @@ import torch
 
 from sccosf_ros.checkpoint import load_checkpoint, save_checkpoint
 from sccosf_ros.engine import FusionEngine
+from sccosf_ros.metrics.boxes import Box, BoxDir, BoxScore
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.synthetic import generate_scene
-from sccosf_train.dataset import SyntheticDataset
+from sccosf_train.dataset import SyntheticDataset, read_split_file, read_thermal, read_visible
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.625, 0.75, 1.0)
 _SEG_MODULES = ("icrm.head", "icrm.refine")
@@ -78,6 +82,31 @@ def validation_logits(
     return out
 
 
+def real_logits(
+    engine: FusionEngine, root: str, names: Sequence[str], boxes: BoxDir
+) -> list[tuple[torch.Tensor, list[Box]]]:
+    """(log class probabilities, detection boxes) of real pairs that have box files, through the engine."""
+    out = []
+    for name in names:
+        rgb, ir = read_visible(f"{root}/vi/{name}.png"), read_thermal(f"{root}/ir/{name}.png")
+        frame_boxes = boxes.boxes(name, rgb.shape[1], rgb.shape[0])
+        if frame_boxes is None:
+            continue
+        probs = engine.infer(rgb, ir, return_probs=True).probs
+        assert probs is not None
+        out.append((torch.from_numpy(probs).log(), frame_boxes))
+    return out
+
+
+def box_f_with_shift(
+    samples: Sequence[tuple[torch.Tensor, list[Box]]], shift: torch.Tensor, num_classes: int
+) -> float:
+    score = BoxScore(num_classes)
+    for logits, boxes in samples:
+        score.update((logits + shift[:, None, None]).argmax(0).to(torch.uint8).numpy(), boxes)
+    return float(score.result()["mean_F"])
+
+
 def miou_with_shift(
     samples: Sequence[tuple[torch.Tensor, np.ndarray]], shift: torch.Tensor, num_classes: int
 ) -> float:
@@ -100,18 +129,34 @@ def main(argv: list[str] | None = None) -> int:
         help="their seed stream (the trainer's validation stream: synthetic_seed + 10000)",
     )
     p.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
+    p.add_argument(
+        "--msrs-root", help="score real pairs of this MSRS-layout folder with the box score instead"
+    )
+    p.add_argument("--split", help="with --msrs-root: a file of pair names held out of training")
+    p.add_argument("--boxes", help="with --msrs-root: box folder (default MSRS_ROOT/boxes)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.msrs_root and not args.split:
+        p.error("--msrs-root needs --split (pairs held out of training, never the test pairs)")
 
     state, meta = load_checkpoint(args.src)
     if "calibration" in meta.training:
         raise SystemExit(f"{args.src} is already calibrated ({meta.training['calibration']['method']})")
     log_w = torch.log(torch.tensor(training_class_weights(meta.training)))
     with FusionEngine(args.src, device="cpu") as engine:
-        samples = validation_logits(engine, args.scenes, args.seed, tuple(args.size))
-    scores = {a: miou_with_shift(samples, -a * log_w, meta.num_classes) for a in args.alphas}
+        if args.msrs_root:
+            names = read_split_file(args.split)
+            boxes = BoxDir(args.boxes or f"{args.msrs_root}/boxes")
+            samples: Any = real_logits(engine, args.msrs_root, names, boxes)
+            score_fn, what = box_f_with_shift, "box-score mean F"
+            validation = {"pairs": len(samples), "msrs_root": args.msrs_root, "split": args.split}
+        else:
+            samples = validation_logits(engine, args.scenes, args.seed, tuple(args.size))
+            score_fn, what = miou_with_shift, "mIoU"
+            validation = {"scenes": args.scenes, "seed": args.seed, "size": list(args.size)}
+    scores = {a: score_fn(samples, -a * log_w, meta.num_classes) for a in args.alphas}
     best = max(scores, key=lambda a: (scores[a], -a))  # ties: the smaller change
     key = logit_bias_key(state)
     bias = state[key]
@@ -124,17 +169,16 @@ def main(argv: list[str] | None = None) -> int:
             "bias": key,
             "class_weights": [round(math.exp(v), 4) for v in log_w.tolist()],
             "validation": {
-                "scenes": args.scenes,
-                "seed": args.seed,
-                "size": list(args.size),
-                "miou_by_alpha": {str(a): round(s, 4) for a, s in scores.items()},
+                **validation,
+                "metric": what,
+                "score_by_alpha": {str(a): round(s, 4) for a, s in scores.items()},
             },
             "source": str(args.src),
         },
     }
     save_checkpoint(args.dst, state, meta)
     for a, s in scores.items():
-        print(f"alpha {a:<6g} validation mIoU {s:.4f}{'  <- chosen' if a == best else ''}")
+        print(f"alpha {a:<6g} validation {what} {s:.4f}{'  <- chosen' if a == best else ''}")
     print(f"wrote {args.dst}")
     return 0
 

@@ -61,7 +61,7 @@ def test_calibration_shifts_logits_by_alpha_log_w_and_keeps_the_fused_image(tmp_
 
     cal = read_checkpoint_meta(dst).training["calibration"]
     alpha = cal["alpha"]
-    assert alpha in (0.0, 0.5, 1.0) and set(cal["validation"]["miou_by_alpha"]) == {"0.0", "0.5", "1.0"}
+    assert alpha in (0.0, 0.5, 1.0) and set(cal["validation"]["score_by_alpha"]) == {"0.0", "0.5", "1.0"}
     assert cal["bias"] == "icrm.refine.out.bias"
     before, _ = build_from_checkpoint(src)
     after, _ = build_from_checkpoint(dst)
@@ -77,3 +77,31 @@ def test_calibration_shifts_logits_by_alpha_log_w_and_keeps_the_fused_image(tmp_
     with pytest.raises(SystemExit, match="already calibrated"):
         main([str(dst), str(tmp_path / "twice.safetensors"), "--scenes", "1", "--size", "64", "80"])
     assert math.isclose(cal["class_weights"][5], 47.0, rel_tol=1e-4)
+
+
+def test_calibration_on_real_pairs_scores_the_box_f(tmp_path: Path) -> None:
+    import cv2
+
+    root = tmp_path / "msrs"
+    for sub in ("vi", "ir", "boxes/fusion"):
+        (root / sub).mkdir(parents=True)
+    for i, name in enumerate(("a", "b")):
+        scene = generate_scene(10 + i, 64, 80)
+        cv2.imwrite(str(root / "vi" / f"{name}.png"), scene.rgb[..., ::-1])
+        cv2.imwrite(str(root / "ir" / f"{name}.png"), scene.thermal)
+    (root / "boxes" / "fusion" / "a.txt").write_text("0 0.5 0.5 0.2 0.6\n")  # b has no box file: skipped
+    split = tmp_path / "dev.txt"
+    split.write_text("a\nb\n")
+    torch.manual_seed(1)
+    model = build_model("tiny")
+    torch.nn.init.normal_(model.icrm.refine.out.weight, std=0.1)
+    meta = CheckpointMeta.for_model(model, preset="tiny", training=_stage([], WEIGHTS))
+    src = save_checkpoint(tmp_path / "src.safetensors", model, meta)
+    dst = tmp_path / "dst.safetensors"
+    args = [str(src), str(dst), "--alphas", "0", "1", "--msrs-root", str(root), "--split", str(split)]
+    assert main([*args, "--threads", "1"]) == 0
+    cal = read_checkpoint_meta(dst).training["calibration"]
+    assert cal["validation"]["metric"] == "box-score mean F" and cal["validation"]["pairs"] == 1
+    assert set(cal["validation"]["score_by_alpha"]) == {"0.0", "1.0"} and cal["alpha"] in (0.0, 1.0)
+    with pytest.raises(SystemExit):
+        main([str(src), str(tmp_path / "x.safetensors"), "--msrs-root", str(root)])  # no --split
