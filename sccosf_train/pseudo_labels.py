@@ -9,7 +9,8 @@ real human annotations but only rectangles for three classes. Each corrects the 
    left unsure but gives that class at least ``promote`` probability becomes that class (the box says an
    object is there; the teacher's shape says where);
 4. **outside boxes -> ignore**: car / person / bike pixels outside every box of their class (all variants,
-   grown by ``box_margin`` pixels) are not trusted: a false positive or an object nobody annotated;
+   grown by ``box_margin`` pixels) are not trusted: a false positive or an object nobody annotated
+   (``outside_box="background"`` takes the boxes as the complete list of objects and makes them background);
 5. **missed boxes are not background**: an object (boxes merged as in the box score) whose region the
    labels cover less than ``missed_cover`` is one the teacher missed; its background pixels become ignore,
    not background. Optionally (``box_background="ignore"``) background inside every box is ignored.
@@ -56,7 +57,7 @@ class LabelRules:
 
     min_conf: float = 0.5
     promote: float | None = 0.3  # None: no promotion
-    outside_box: str = "ignore"  # or "keep"
+    outside_box: str = "ignore"  # or "keep", or "background"
     box_margin: int = 4
     missed_cover: float = 0.25
     missed_box: str = "ignore"  # or "keep" (the teacher's background stays background)
@@ -66,7 +67,7 @@ class LabelRules:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
-            ("outside_box", self.outside_box, ("ignore", "keep")),
+            ("outside_box", self.outside_box, ("ignore", "keep", "background")),
             ("missed_box", self.missed_box, ("ignore", "keep")),
             ("box_background", self.box_background, ("keep", "ignore")),
         ):
@@ -125,10 +126,10 @@ def make_labels(
             up = inside & (probs[c] >= rules.promote) & ((label == 0) | (label == IGNORE_INDEX))
             promoted += int(up.sum())
             label[up] = c
-        if rules.outside_box == "ignore":
+        if rules.outside_box != "keep":
             out = (label == c) & ~_box_union(shape, mine, rules.box_margin)
             outside += int(out.sum())
-            label[out] = IGNORE_INDEX
+            label[out] = IGNORE_INDEX if rules.outside_box == "ignore" else 0
         for group in merge_boxes(mine):
             objects += 1
             region = _box_union(shape, group)
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=float, nargs="+", default=list(SCALES_DEFAULT), help="test-time scales")
     p.add_argument("--min-conf", type=float, default=d.min_conf)
     p.add_argument("--promote", type=float, default=d.promote, help="negative: no promotion inside boxes")
-    p.add_argument("--outside-box", choices=("ignore", "keep"), default=d.outside_box)
+    p.add_argument("--outside-box", choices=("ignore", "keep", "background"), default=d.outside_box)
     p.add_argument("--box-margin", type=int, default=d.box_margin)
     p.add_argument("--missed-cover", type=float, default=d.missed_cover)
     p.add_argument("--missed-box", choices=("ignore", "keep"), default=d.missed_box)

@@ -58,6 +58,9 @@ def test_box_classes_outside_their_boxes_are_ignored_with_margin() -> None:
     assert label[5, 5] == 255 and rec["outside_box"] == 2 + 4 + 1
     label, rec = pl.make_labels(_probs(classes), boxes, pl.LabelRules(promote=None, box_margin=1))
     assert (label[0:2, 4] == 1).all() and rec["outside_box"] == 4 + 1
+    rules = pl.LabelRules(promote=None, box_margin=1, outside_box="background")  # boxes list every object
+    label, rec = pl.make_labels(_probs(classes), boxes, rules)
+    assert (label[8:, 8:] == 0).all() and label[5, 5] == 0 and rec["outside_box"] == 4 + 1
 
 
 def test_missed_box_background_is_ignored_found_box_background_kept() -> None:
