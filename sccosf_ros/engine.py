@@ -142,7 +142,8 @@ class FusionEngine:
     only). ``checkpoint`` may then be an ``.onnx`` file from ``sccosf-export`` (fixed frame size), or a
     ``.safetensors`` checkpoint that is exported per frame size into ``onnx_cache`` (default
     ``$SCCOSF_ONNX_CACHE`` or ``~/.cache/sccosf_ros/onnx``) on first use; ``ort_providers`` overrides the
-    execution providers (default: TensorRT, CUDA where present, CPU). See docs/onnx.md.
+    execution providers (default: TensorRT, CUDA where present, CPU), ``ort_session`` the session options
+    (:data:`sccosf_ros.backends.ort_backend.SESSION_DEFAULTS`). See docs/onnx.md.
     """
 
     def __init__(
@@ -157,6 +158,7 @@ class FusionEngine:
         backend: str = "torch",
         onnx_cache: str | Path | None = None,
         ort_providers: Sequence[str] | None = None,
+        ort_session: dict[str, Any] | None = None,
     ) -> None:
         backend = str(backend).strip().lower()
         if backend not in BACKENDS:
@@ -197,7 +199,7 @@ class FusionEngine:
             from sccosf_ros.backends.ort_backend import CPU, OrtBackend
 
             ort_backend = OrtBackend(
-                self._checkpoint, device_name, seg_refine, num_threads, ort_providers, onnx_cache
+                self._checkpoint, device_name, seg_refine, num_threads, ort_providers, onnx_cache, ort_session
             )
             self._backend = ort_backend
             self._device = torch.device("cpu" if ort_backend.providers[0] == CPU else "cuda")

@@ -2,7 +2,8 @@
 
 What the file computes is :class:`sccosf_ros.backends.torch_backend.EngineGraph`: uint8 frames in; the
 fused uint8 image, the uint8 class mask and the float logits out, i.e. the network plus the engine's
-on-device pre/post-processing, traced from the same functions the torch backend runs.
+on-device pre/post-processing, traced from the same functions the torch backend runs. Colour is planar,
+(B, 3, H, W), at both ends of the graph (why: EngineGraph's docstring).
 
 Choices (measured or tried on the 2-core development machine, torch 2.13, onnxruntime 1.30; see
 ``docs/onnx.md``):
@@ -37,6 +38,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -230,14 +232,22 @@ def check_inputs(height: int, width: int, batch: int = 1, seed: int = 0) -> tupl
     return np.stack(rgbs), np.stack(ths)
 
 
+def to_planar(rgb: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) → (B, 3, H, W), contiguous: the graph's colour layout (see EngineGraph)."""
+    return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
+
+
 @contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """The exporter logs a warning per torchvision operator it cannot find; torchvision is not used."""
+    """The exporter logs a warning per torchvision operator it cannot find (torchvision is not used) and
+    torch.export a FutureWarning about its own pytree internals: noise for our users."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+            yield
     finally:
         logger.setLevel(level)
 
@@ -292,7 +302,7 @@ def compare_with_torch(
         )
     return {
         "frames": int(rgb.shape[0]),
-        "size": [int(rgb.shape[1]), int(rgb.shape[2])],
+        "size": [int(rgb.shape[2]), int(rgb.shape[3])],
         "inputs": "sccosf_ros.onnx_export.check_inputs (synthetic, seeded)",
         "fused_max_diff": int(np.abs(fused_o.astype(np.int16) - fused_t.astype(np.int16)).max()),
         "fused_mean_abs_diff": float(np.abs(fused_o.astype(np.float32) - fused_t.astype(np.float32)).mean()),
@@ -333,6 +343,7 @@ def export_onnx(
     graph = EngineGraph(model, refine).eval()
     batch = 2 if dynamic_batch else 1  # trace a batch of 2 so that the exporter cannot specialise on 1
     rgb_np, th_np = check_inputs(height, width, batch)
+    rgb_np = to_planar(rgb_np)
     proto = _to_onnx(graph, torch.from_numpy(rgb_np), torch.from_numpy(th_np), dynamic_batch, opset)
     info = ExportInfo(
         height=int(height),
@@ -375,9 +386,10 @@ def _set_metadata(proto: Any, meta: CheckpointMeta, info: ExportInfo) -> None:
     proto.producer_name = "sccosf_ros"
     proto.producer_version = __version__
     proto.doc_string = (
-        "SC-CoSF thermal/RGB fusion + segmentation (sccosf_ros). Inputs: rgb (B,H,W,3) uint8 RGB, thermal "
-        "(B,H,W) float32 in [0,1]. Outputs: fused (B,H,W,3) uint8, mask (B,H,W) uint8 class ids, seg_logits "
-        "(B,K,H,W) float32. Class names and palette: metadata 'sccosf'; export details: 'sccosf_onnx'."
+        "SC-CoSF thermal/RGB fusion + segmentation (sccosf_ros). Inputs: rgb (B,3,H,W) uint8 RGB planar, "
+        "thermal (B,H,W) float32 in [0,1]. Outputs: fused (B,3,H,W) uint8 planar, mask (B,H,W) uint8 class "
+        "ids, seg_logits (B,K,H,W) float32. Class names and palette: metadata 'sccosf'; export details: "
+        "'sccosf_onnx'."
     )
 
 

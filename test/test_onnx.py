@@ -111,7 +111,7 @@ def test_export_file_metadata_and_its_own_check(onnx_file: Path) -> None:
     c = info.check  # ONNX Runtime against PyTorch at export time, on synthetic frames of this size
     assert c["finite"] and c["fused_max_diff"] <= 1 and c["mask_agreement"] >= 0.995, c
     io = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
-    assert io == {"rgb": [1, H, W, 3], "thermal": [1, H, W]}
+    assert io == {"rgb": [1, 3, H, W], "thermal": [1, H, W]}  # planar colour (EngineGraph)
     assert [o.name for o in model.graph.output] == ["fused", "mask", "seg_logits"]
     # The scan's einsums are decomposed (ONNX Runtime's Einsum kernel took over half the forward).
     assert not any(n.op_type == "Einsum" for n in model.graph.node)

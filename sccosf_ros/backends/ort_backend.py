@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from sccosf_ros.backends import BackendOutput, BackendUnavailableError, softmax
@@ -93,15 +94,29 @@ def _provider_options(providers: Sequence[str], device_id: int, cache_dir: Path)
     return out
 
 
-def session_options(num_threads: int | None, spinning: bool = False, opt_level: str = "all") -> Any:
-    """ONNX Runtime session options as the engine uses them (the benchmark varies them).
+SESSION_DEFAULTS: dict[str, Any] = {"opt_level": "all", "spinning": False, "parallel": False}
+OPT_LEVELS = ("all", "extended", "basic", "disabled")
+
+
+def session_options(num_threads: int | None, **config: Any) -> Any:
+    """ONNX Runtime session options as the engine uses them; ``config`` overrides :data:`SESSION_DEFAULTS`
+    (the benchmark compares them).
 
     ``num_threads``: intra-op threads (None: onnxruntime's default, one per physical core), like torch's
-    ``set_num_threads``. Sequential execution (this graph is a chain; parallel execution measured no
-    gain). ``spinning`` off by default: the node shares its cores with message conversion and DDS, and
-    on a busy machine spinning pool threads take CPU from everything else (see docs/onnx.md).
+    ``set_num_threads``. ``opt_level`` all (with the NCHWc layout transforms) / extended / basic /
+    disabled. ``parallel`` False: sequential execution (the graph is mostly a chain). ``spinning`` False:
+    the node shares its cores with message conversion and DDS, and on a busy machine spinning pool threads
+    take CPU from everything else (see docs/onnx.md for what was measured).
     """
     ort = import_ort()
+    unknown = sorted(set(config) - set(SESSION_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown ONNX Runtime session option(s) {unknown}; known: {sorted(SESSION_DEFAULTS)}"
+        )
+    cfg = {**SESSION_DEFAULTS, **config}
+    if cfg["opt_level"] not in OPT_LEVELS:
+        raise ValueError(f"opt_level must be one of {OPT_LEVELS}, got {cfg['opt_level']!r}")
     so = ort.SessionOptions()
     levels = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -109,11 +124,13 @@ def session_options(num_threads: int | None, spinning: bool = False, opt_level: 
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }
-    so.graph_optimization_level = levels[opt_level]
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = levels[cfg["opt_level"]]
+    so.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if cfg["parallel"] else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
     so.intra_op_num_threads = int(num_threads or 0)
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.inter_op_num_threads = 2 if cfg["parallel"] else 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg["spinning"] else "0")
     so.log_severity_level = 3  # warnings about constant folding of CastLike are noise
     return so
 
@@ -146,7 +163,7 @@ class OrtBackend:
         num_threads: int | None = None,
         providers: Sequence[str] | None = None,
         cache_dir: str | Path | None = None,
-        spinning: bool = False,
+        session_config: dict[str, Any] | None = None,
     ) -> None:
         self._ort = import_ort()
         from sccosf_ros.onnx_export import onnx_cache_dir
@@ -157,7 +174,9 @@ class OrtBackend:
         env = [p.strip() for p in os.environ.get(PROVIDERS_ENV, "").split(",") if p.strip()]
         self.providers = select_providers(device, self._ort.get_available_providers(), providers or env)
         self._explicit_cuda = device.startswith("cuda")
-        self._so_args = (num_threads, spinning)
+        self._threads = num_threads
+        self._session_config = dict(session_config or {})
+        session_options(num_threads, **self._session_config)  # unknown options fail here, not per size
         self._sessions: dict[tuple[int, int], Any] = {}
         self._files: dict[tuple[int, int], Path] = {}
         self._lock = threading.Lock()
@@ -198,7 +217,7 @@ class OrtBackend:
 
     # ------------------------------------------------------------------------------------------ sessions
     def _open(self, path: Path | bytes) -> Any:
-        so = session_options(*self._so_args)
+        so = session_options(self._threads, **self._session_config)
         options = _provider_options(self.providers, self._device_id, self._cache_dir)
         try:
             session = self._ort.InferenceSession(
@@ -266,7 +285,7 @@ class OrtBackend:
         if self._closed:
             raise RuntimeError("FusionEngine is closed")
         session = self._session_for(int(rgb.shape[1]), int(rgb.shape[2]))
-        rgb = np.ascontiguousarray(rgb)
+        planar = np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))  # the graph's colour layout (EngineGraph)
         # uint8 / 255 in float32 is bit-identical to the torch backend's on-device division (checked in
         # test_onnx.py); float frames are clamped inside the graph as in the torch backend.
         if thermal.dtype == np.uint8:
@@ -276,16 +295,18 @@ class OrtBackend:
         names = ["fused", "mask", "seg_logits"] if want_probs else ["fused", "mask"]
         fixed_batch = session.get_inputs()[0].shape[0]
         t1 = time.perf_counter()
-        if isinstance(fixed_batch, int) and fixed_batch != rgb.shape[0]:  # a batch-1 file: frame by frame
+        if isinstance(fixed_batch, int) and fixed_batch != len(planar):  # a batch-1 file: frame by frame
             parts = [
-                session.run(names, {"rgb": rgb[i : i + 1], "thermal": th[i : i + 1]}) for i in range(len(rgb))
+                session.run(names, {"rgb": planar[i : i + 1], "thermal": th[i : i + 1]})
+                for i in range(len(planar))
             ]
             outs = [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
         else:
-            outs = session.run(names, {"rgb": rgb, "thermal": th})
+            outs = session.run(names, {"rgb": planar, "thermal": th})
         t2 = time.perf_counter()
+        fused = np.stack([cv2.merge(list(f)) for f in outs[0]])  # planar -> (H, W, 3): 0.05 ms at 480x640
         probs = softmax(outs[2]) if want_probs else None
-        return BackendOutput(outs[0], outs[1], probs, t1, t2)
+        return BackendOutput(fused, outs[1], probs, t1, t2)
 
     def describe(self) -> dict[str, object]:
         providers = next(iter(self._sessions.values())).get_providers() if self._sessions else self.providers
