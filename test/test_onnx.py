@@ -1,7 +1,8 @@
 """ONNX export and the onnxruntime backend on CPU, against the torch engine.
 
 The shipped model is exported twice per checkout (with and without the segmentation refinement) at 240×320
-through the engine's own cache mode, into pytest's cache directory (``.pytest_cache/d/sccosf_onnx``). The
+through the engine's own cache mode, into pytest's cache directory (``.pytest_cache/d/sccosf_onnx``,
+fixtures in conftest.py; test_gpu_check.py's dry run uses the same file). The
 cache key is the checkpoint's content, the size, the refinement switch and a fingerprint of the network
 and export code plus the torch/onnx/onnxscript versions, so a change to any of them exports (and checks)
 again; an unchanged checkout reuses the files, and every comparison below runs every time. A cold run
@@ -35,12 +36,6 @@ H, W = 240, 320
 REAL_PAIRS = ("00004N", "00016N", "00055D", "00081D")
 
 
-@pytest.fixture(scope="session")
-def onnx_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = getattr(request.config, "cache", None)
-    return cache.mkdir("sccosf_onnx") if cache is not None else tmp_path_factory.mktemp("sccosf_onnx")
-
-
 def _ort(onnx_cache: Path, seg_refine: bool) -> FusionEngine:
     engine = FusionEngine(
         device="cpu", backend="onnxruntime", seg_refine=seg_refine, onnx_cache=onnx_cache, num_threads=1
@@ -70,9 +65,9 @@ def torch_coarse() -> FusionEngine:
 
 
 @pytest.fixture(scope="session")
-def onnx_file(ort_refine: FusionEngine) -> Path:
-    (path,) = ort_refine.describe()["onnx_files"]
-    return Path(path)
+def onnx_file(ort_refine: FusionEngine, tiny_onnx_240: Path) -> Path:
+    assert ort_refine.describe()["onnx_files"] == [str(tiny_onnx_240)]  # one export, shared via the cache
+    return tiny_onnx_240
 
 
 def _scenes(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -408,9 +403,18 @@ def test_eval_cli_and_node_take_the_backend() -> None:
     import argparse
 
     ns = argparse.Namespace(
-        rgb_topic="a", thermal_topic="b", label_topic="", checkpoint=None, device="cpu", threads=1, slop=0.05,
-        queue_size=5, storage="mcap", no_progress=True, backend="onnxruntime",
-    )  # fmt: skip
+        rgb_topic="a",
+        thermal_topic="b",
+        label_topic="",
+        checkpoint=None,
+        device="cpu",
+        threads=1,
+        slop=0.05,
+        queue_size=5,
+        storage="mcap",
+        no_progress=True,
+        backend="onnxruntime",
+    )
     assert config_from_args(ns).backend == "onnxruntime"
 
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The GPU proof of sccosf_ros in one command, under 8 minutes on one H100/H200 (docs/gpu.md).
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]           # OUT_DIR defaults to $OUT, else gpu_check_out/
+#   bash benchmarks/gpu_check.sh --cpu-dry-run [OUT]  # every step on the CPU, tiny sizes, short durations
+#
+# Runs on the GPU machine's own Python (CUDA torch, triton, onnxruntime, safetensors, opencv there): the
+# project goes on PYTHONPATH, and the small packages it lacks are installed from gpu_carry/wheels (made by
+# benchmarks/gpu_wheels.sh; no network needed). Each step runs in its own process under its own timeout and
+# writes OUT/steps/STEP.json; a step that fails or times out is recorded and the next one runs. At the end
+# OUT/results.json and OUT/results.md hold everything. Steps, in order of value: env, tests, precision,
+# forward, onnx, node, scan, train (the two timed runs last, with what is left of the budget).
+set -u
+
+DRY=0
+if [ "${1:-}" = "--cpu-dry-run" ]; then
+    DRY=1
+    shift
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT_DIR="${1:-${OUT:-$ROOT/gpu_check_out}}"
+mkdir -p "$OUT_DIR/steps" "$OUT_DIR/logs"
+OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+PY="${PYTHON:-python3}"
+TOTAL_S="${GPU_CHECK_TOTAL_S:-470}"   # 8 minutes less a margin for the report
+START=$(date +%s)
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export SCCOSF_ONNX_CACHE="${SCCOSF_ONNX_CACHE:-$OUT_DIR/onnx_cache}"  # TensorRT engines are cached here too
+DRY_FLAG=()
+if [ "$DRY" = 1 ]; then
+    DRY_FLAG=(--dry-run)
+    export CUDA_VISIBLE_DEVICES=""  # prove the CPU path even where a GPU exists
+    export OMP_NUM_THREADS=1        # small CPU runs; two threads on a busy 2-core machine are slower
+fi
+
+log() { echo "[gpu_check $(($(date +%s) - START))s] $*" | tee -a "$OUT_DIR/logs/gpu_check.txt"; }
+
+# Missing small packages from the carried wheels (never the network, never torch/numpy/opencv).
+if [ "$DRY" = 0 ] && [ -d "$ROOT/gpu_carry/wheels" ]; then
+    log "installing carried wheels (only what this Python lacks)"
+    missing=()
+    for spec in pytest:pytest pytest_timeout:pytest-timeout yaml:pyyaml tqdm:tqdm einops:einops; do
+        "$PY" -c "import ${spec%%:*}" 2>/dev/null || missing+=("${spec##*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        timeout 120 "$PY" -m pip install -q --no-index --find-links "$ROOT/gpu_carry/wheels" "${missing[@]}" \
+            >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "pip install of ${missing[*]} failed (see logs/pip.txt)"
+    fi
+    # mamba-ssm's Triton kernels (pure-Python wheel built by gpu_wheels.sh), for the 'triton' scan backend.
+    if ls "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >/dev/null 2>&1 && ! "$PY" -c "import importlib.util as u; assert u.find_spec('mamba_ssm')" 2>/dev/null; then
+        timeout 60 "$PY" -m pip install -q --no-index --no-deps "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl \
+            >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "mamba-ssm wheel did not install (see logs/pip.txt)"
+    fi
+    # ROS 2 Jazzy rclpy for Python 3.12 (the node step then runs the real node over loopback DDS).
+    if [ -d "$ROOT/gpu_carry/ros_wheels" ] && ! "$PY" -c "import rclpy" 2>/dev/null; then
+        timeout 120 "$PY" -m pip install -q --no-index --find-links "$ROOT/gpu_carry/ros_wheels" \
+            --find-links "$ROOT/gpu_carry/wheels" ros-jazzy-rclpy ros-jazzy-sensor-msgs ros-jazzy-std-msgs \
+            ros-jazzy-diagnostic-msgs ros-jazzy-rmw-fastrtps-cpp >>"$OUT_DIR/logs/pip.txt" 2>&1 \
+            || log "ROS wheels did not install: the node step drives the worker path (see logs/pip.txt)"
+    fi
+fi
+
+# STEP BUDGET_S: run one step under min(BUDGET_S, what is left), record a timeout or a crash.
+run_step() {
+    local name=$1 budget=$2 left
+    left=$((TOTAL_S - ($(date +%s) - START)))
+    if [ "$left" -lt 15 ]; then
+        log "$name: skipped, no time left"
+        printf '{"step": "%s", "status": "skipped", "error": "no time left in the %s s budget"}\n' \
+            "$name" "$TOTAL_S" >"$OUT_DIR/steps/$name.json"
+        return
+    fi
+    [ "$budget" -gt "$left" ] && budget=$left
+    log "$name: start (budget ${budget}s)"
+    local t0 rc
+    t0=$(date +%s)
+    timeout -k 10 "$budget" "$PY" "$ROOT/benchmarks/gpu_check.py" "$name" --out "$OUT_DIR" \
+        --budget "$budget" "${DRY_FLAG[@]}" "${EXTRA[@]}" >"$OUT_DIR/logs/$name.txt" 2>&1
+    rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        printf '{"step": "%s", "status": "timeout", "seconds": %s, "error": "killed after %s s; see logs/%s.txt"}\n' \
+            "$name" "$(($(date +%s) - t0))" "$budget" "$name" >"$OUT_DIR/steps/$name.json"
+    elif [ ! -s "$OUT_DIR/steps/$name.json" ]; then
+        printf '{"step": "%s", "status": "failed", "seconds": %s, "error": "exit %s without a record; see logs/%s.txt"}\n' \
+            "$name" "$(($(date +%s) - t0))" "$rc" "$name" >"$OUT_DIR/steps/$name.json"
+    fi
+    log "$name: exit $rc after $(($(date +%s) - t0))s"
+}
+
+EXTRA=()
+if [ -n "${GPU_CHECK_ONNX:-}" ]; then
+    EXTRA=(--onnx "$GPU_CHECK_ONNX")
+fi
+rm -f "$OUT_DIR"/steps/*.json
+if [ "$DRY" = 1 ]; then
+    # Short budgets: the dry run must stay quick (test/test_gpu_check.py runs it).
+    run_step env 30; run_step tests 40; run_step precision 40; run_step forward 60
+    run_step onnx 40; run_step node 30; run_step scan 30; run_step train 40
+else
+    run_step env 30; run_step tests 75; run_step precision 45; run_step forward 60
+    run_step onnx 55; run_step node 80; run_step scan 45; run_step train 160
+fi
+"$PY" "$ROOT/benchmarks/gpu_check.py" report --out "$OUT_DIR" >>"$OUT_DIR/logs/gpu_check.txt" 2>&1 \
+    || log "report failed"
+log "done in $(($(date +%s) - START))s: $OUT_DIR/results.md, $OUT_DIR/results.json"
+cat "$OUT_DIR/results.md" 2>/dev/null | head -80
