@@ -36,28 +36,34 @@ fi
 
 log() { echo "[gpu_check $(($(date +%s) - START))s] $*" | tee -a "$OUT_DIR/logs/gpu_check.txt"; }
 
-# Missing small packages from the carried wheels (never the network, never torch/numpy/opencv).
+# Missing small packages from the carried wheels (never the network, never torch/numpy/opencv), into a
+# folder of their own on PYTHONPATH, as the device notes recommend; ROS goes into the environment itself,
+# because its wheels bring a .pth file that sets up the shared-library path (not read from PYTHONPATH).
 if [ "$DRY" = 0 ] && [ -d "$ROOT/gpu_carry/wheels" ]; then
-    log "installing carried wheels (only what this Python lacks)"
+    SITE="$OUT_DIR/site"
     missing=()
     for spec in pytest:pytest pytest_timeout:pytest-timeout yaml:pyyaml tqdm:tqdm einops:einops; do
         "$PY" -c "import ${spec%%:*}" 2>/dev/null || missing+=("${spec##*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then
-        timeout 120 "$PY" -m pip install -q --no-index --find-links "$ROOT/gpu_carry/wheels" "${missing[@]}" \
-            >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "pip install of ${missing[*]} failed (see logs/pip.txt)"
+        log "installing carried wheels: ${missing[*]}"
+        timeout 120 "$PY" -m pip install -q --no-index --no-compile --no-cache-dir --find-links "$ROOT/gpu_carry/wheels" \
+            --target "$SITE" "${missing[@]}" >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "pip install failed (logs/pip.txt)"
     fi
     # mamba-ssm's Triton kernels (pure-Python wheel built by gpu_wheels.sh), for the 'triton' scan backend.
-    if ls "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >/dev/null 2>&1 && ! "$PY" -c "import importlib.util as u; assert u.find_spec('mamba_ssm')" 2>/dev/null; then
-        timeout 60 "$PY" -m pip install -q --no-index --no-deps "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl \
-            >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "mamba-ssm wheel did not install (see logs/pip.txt)"
+    if ls "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >/dev/null 2>&1 \
+        && ! "$PY" -c "import importlib.util as u; assert u.find_spec('mamba_ssm')" 2>/dev/null; then
+        timeout 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
+            "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "mamba-ssm did not install"
     fi
+    export PYTHONPATH="$PYTHONPATH:$SITE"
     # ROS 2 Jazzy rclpy for Python 3.12 (the node step then runs the real node over loopback DDS).
     if [ -d "$ROOT/gpu_carry/ros_wheels" ] && ! "$PY" -c "import rclpy" 2>/dev/null; then
-        timeout 120 "$PY" -m pip install -q --no-index --find-links "$ROOT/gpu_carry/ros_wheels" \
+        log "installing the carried ROS 2 wheels"
+        timeout 150 "$PY" -m pip install -q --no-index --no-compile --find-links "$ROOT/gpu_carry/ros_wheels" \
             --find-links "$ROOT/gpu_carry/wheels" ros-jazzy-rclpy ros-jazzy-sensor-msgs ros-jazzy-std-msgs \
             ros-jazzy-diagnostic-msgs ros-jazzy-rmw-fastrtps-cpp >>"$OUT_DIR/logs/pip.txt" 2>&1 \
-            || log "ROS wheels did not install: the node step drives the worker path (see logs/pip.txt)"
+            || log "ROS wheels did not install: the node step drives the worker path (logs/pip.txt)"
     fi
 fi
 

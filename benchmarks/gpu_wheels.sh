@@ -21,7 +21,7 @@ CARRY="$ROOT/gpu_carry"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 ROS=1
 MAMBA=1
-PAIRS=6
+PAIRS=4
 LIMIT_MIB=64
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,8 +55,13 @@ if [ "$ROS" = 1 ]; then
     mkdir -p "$CARRY/ros_wheels"
     "$PY" -m pip download -q "${TARGET[@]}" --find-links "$tmp" -d "$CARRY/ros_wheels" \
         ros-jazzy-rclpy ros-jazzy-sensor-msgs ros-jazzy-std-msgs ros-jazzy-diagnostic-msgs ros-jazzy-rmw-fastrtps-cpp
-    # numpy ships with the GPU machine's torch/OpenCV; do not spend 16 MB on another copy.
+    # numpy ships with the GPU machine's torch/OpenCV; do not spend 16 MB on another copy; one copy of a
+    # wheel that both folders hold (two versions of one package stop an install).
     rm -f "$CARRY"/ros_wheels/numpy-*.whl
+    for w in "$CARRY"/ros_wheels/*.whl; do
+        name="$(basename "$w" | cut -d- -f1 | tr 'A-Z' 'a-z')"
+        ls "$CARRY/wheels/" | tr 'A-Z' 'a-z' | grep -q "^${name}-" && rm -f "$w"
+    done
     rm -rf "$tmp"
 fi
 
@@ -75,11 +80,14 @@ if [ -d "$MSRS/vi" ] && [ "$PAIRS" -gt 0 ]; then
     done
 fi
 
-echo "== sizes"
+echo "== sizes (the device limit counts the tracked and untracked, not ignored, files too)"
 du -sh "$CARRY"/* | sed 's/^/   /'
-total_kib=$(du -sk "$CARRY" | cut -f1)
-echo "   total $((total_kib / 1024)) MiB of the ${LIMIT_MIB} MiB a device run carries"
+carry_kib=$(du -sk "$CARRY" | cut -f1)
+tree_kib=$(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 du -ck 2>/dev/null | tail -1 | cut -f1)
+total_kib=$((carry_kib + tree_kib))
+echo "   gpu_carry $((carry_kib / 1024)) MiB + working tree $((tree_kib / 1024)) MiB = $((total_kib / 1024)) MiB of ${LIMIT_MIB} MiB"
 if [ "$total_kib" -gt $((LIMIT_MIB * 1024)) ]; then
-    echo "too large: rerun with --no-ros (the node step then drives the worker path)" >&2
+    echo "too large: rm -rf gpu_carry/msrs (synthetic frames then) or rerun with --no-ros (the node step" \
+         "then drives the worker path)" >&2
     exit 1
 fi

@@ -202,7 +202,9 @@ class FusionEngine:
                 self._checkpoint, device_name, seg_refine, num_threads, ort_providers, onnx_cache, ort_session
             )
             self._backend = ort_backend
-            self._device = torch.device("cpu" if ort_backend.providers[0] == CPU else "cuda")
+            on_gpu = ort_backend.session_providers[0] != CPU  # what runs (a file's session exists already)
+            gpu_name = device_name if device_name.startswith("cuda") else "cuda"
+            self._device = torch.device(gpu_name if on_gpu else "cpu")
         self._backend_name = backend
         self._meta: CheckpointMeta = self._backend.meta
         self._seg_refine = self._backend.seg_refine
