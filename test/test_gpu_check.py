@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("env", "tests", "precision", "forward", "onnx", "node", "scan", "train")
+STEPS = ("env", "tests", "precision", "forward", "onnx", "node", "scan", "train", "onnx_trt")
 
 
 @pytest.mark.slow
@@ -59,6 +59,7 @@ def test_cpu_dry_run_writes_every_step(tmp_path: Path, tiny_onnx_240: Path) -> N
     cpu = d["onnx"]["rows"]["CPU"]
     assert cpu["providers_in_use"] == ["CPUExecutionProvider"] and cpu["frames_per_s"] > 0
     assert cpu["vs_torch_cpu_fp32"]["fused_max_diff"] <= 1
+    assert "not in this onnxruntime build" in d["onnx_trt"]["rows"]["TensorRT"]["skipped"]
     assert {r["backend"] for r in d["scan"]["rows"]} == {"chunked"}
     assert all(r["max_abs_err_vs_f64_sequential"] < 1e-3 for r in d["scan"]["rows"])
     assert d["train"]["logged_steps"] >= 1 and d["train"]["images_per_s_median"] > 0
