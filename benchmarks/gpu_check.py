@@ -13,9 +13,11 @@ shell script goes on regardless.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -621,15 +623,23 @@ def step_train(a: argparse.Namespace) -> dict[str, Any]:
         str(out),
     ]
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds)
-        rc: int | str = proc.returncode
-        log = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:  # the expected end of a timed run
-        rc, log = "stopped after the time budget", f"{exc.stdout or ''}{exc.stderr or ''}"
-    wall = time.perf_counter() - t0
     (a.out / "logs").mkdir(exist_ok=True)
-    (a.out / "logs" / "train.txt").write_text(log if isinstance(log, str) else str(log))
+    with open(a.out / "logs" / "train.txt", "w") as log:
+        # Own session, so that the trainer's data-loader workers are stopped with it at the time limit.
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc: int | str = proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:  # the expected end of a timed run
+            rc = "stopped after the time budget"
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(timeout=10)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+    wall = time.perf_counter() - t0
     csv = out / "train_log.csv"
     if not csv.is_file():
         raise RuntimeError(f"no train_log.csv (rc {rc}); see logs/train.txt")

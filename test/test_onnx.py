@@ -264,6 +264,19 @@ def test_unusable_onnx_files(tmp_path: Path, onnx_file: Path) -> None:
         FusionEngine(bare, device="cpu", backend="onnxruntime")
 
 
+def test_bad_checkpoint_errors_are_identical(tmp_path: Path) -> None:
+    """Cache mode loads the checkpoint at construction, so a bad one fails there, as with torch."""
+    bad = tmp_path / "truncated.safetensors"
+    bad.write_bytes(SHIPPED.read_bytes()[:5000])
+    for path in (bad, tmp_path / "missing.safetensors"):
+        messages = []
+        for backend in ("torch", "onnxruntime"):
+            with pytest.raises(CheckpointError) as err:
+                FusionEngine(path, device="cpu", backend=backend, onnx_cache=tmp_path)
+            messages.append(str(err.value))
+        assert messages[0] == messages[1]
+
+
 def test_backend_precision_and_device_errors(onnx_file: Path) -> None:
     with pytest.raises(ValueError, match="backend must be one of"):
         FusionEngine(device="cpu", backend="tensorrt")
