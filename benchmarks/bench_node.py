@@ -94,6 +94,7 @@ def main() -> int:
     ap.add_argument("--rgb-hz", type=float, default=30.0, help="RGB camera rate")
     ap.add_argument("--thermal-hz", type=float, default=9.0, help="thermal camera rate (gpu_check: 30)")
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="the node's backend")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--num-threads", type=int, default=0)
@@ -140,7 +141,7 @@ def main() -> int:
         "/**:\n  ros__parameters:\n"
         f"    checkpoint: '{ckpt}'\n    device: '{args.device}'\n    precision: '{args.precision}'\n"
         f"    num_threads: {args.num_threads}\n    input_qos: '{args.input_qos}'\n"
-        f"    seg_refine: {args.seg_refine}\n"
+        f"    seg_refine: {args.seg_refine}\n    backend: '{args.backend}'\n"
     )
     log = open(tmp / "node.log", "w")  # noqa: SIM115 - lives as long as the subprocess
     node_proc = subprocess.Popen(
