@@ -107,7 +107,7 @@ else
     # Typical H100/H200 times are well under these budgets; train (2 minutes of steps) and TensorRT (its
     # engine build) come last and get what is left of TOTAL_S.
     run_step env 30; run_step tests 100; run_step precision 45; run_step forward 60
-    run_step onnx 40; run_step node 80; run_step scan 45; run_step train 160; run_step onnx_trt 90
+    run_step onnx 40; run_step node 100; run_step scan 45; run_step train 160; run_step onnx_trt 90
 fi
 "$PY" "$ROOT/benchmarks/gpu_check.py" report --out "$OUT_DIR" >>"$OUT_DIR/logs/gpu_check.txt" 2>&1 \
     || log "report failed"
