@@ -7,8 +7,9 @@
 # Runs on the GPU machine's own Python (CUDA torch, triton, onnxruntime, safetensors, opencv there): the
 # project goes on PYTHONPATH, and the small packages it lacks are installed from gpu_carry/wheels (made by
 # benchmarks/gpu_wheels.sh; no network needed). Each step runs in its own process under its own timeout and
-# writes OUT/steps/STEP.json; a step that fails or times out is recorded and the next one runs. At the end
-# OUT/results.json and OUT/results.md hold everything. Steps: env, tests, precision, forward, onnx (CUDA,
+# writes WORK/steps/STEP.json (WORK: $GPU_CHECK_WORK or a new /tmp folder); a step that fails or times out is
+# recorded and the next one runs. At the end OUT gets results.json and results.md (everything) and
+# details.tar.gz (step records, logs, pytest's junit XML). Steps: env, tests, precision, forward, onnx (CUDA,
 # CPU providers), node, scan, train, onnx_trt (TensorRT: its engine build may be slow, so it goes last).
 set -u
 
@@ -19,14 +20,18 @@ if [ "${1:-}" = "--cpu-dry-run" ]; then
 fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${1:-${OUT:-$ROOT/gpu_check_out}}"
-mkdir -p "$OUT_DIR/steps" "$OUT_DIR/logs"
+mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+# Everything is measured in a work folder; OUT_DIR receives three files (results.json, results.md,
+# details.tar.gz with every step record and log), because a device run returns at most 8 files from $OUT.
+WORK="${GPU_CHECK_WORK:-$(mktemp -d /tmp/sccosf_gpu_check.XXXXXX)}"
+mkdir -p "$WORK/steps" "$WORK/logs"
 PY="${PYTHON:-python3}"
 TOTAL_S="${GPU_CHECK_TOTAL_S:-470}"   # 8 minutes less a margin for the report
 START=$(date +%s)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-export SCCOSF_ONNX_CACHE="${SCCOSF_ONNX_CACHE:-$OUT_DIR/onnx_cache}"  # TensorRT engines are cached here too
+export SCCOSF_ONNX_CACHE="${SCCOSF_ONNX_CACHE:-$WORK/onnx_cache}"  # TensorRT engines are cached here too
 DRY_FLAG=()
 if [ "$DRY" = 1 ]; then
     DRY_FLAG=(--dry-run)
@@ -34,13 +39,13 @@ if [ "$DRY" = 1 ]; then
     export OMP_NUM_THREADS=1        # small CPU runs; two threads on a busy 2-core machine are slower
 fi
 
-log() { echo "[gpu_check $(($(date +%s) - START))s] $*" | tee -a "$OUT_DIR/logs/gpu_check.txt"; }
+log() { echo "[gpu_check $(($(date +%s) - START))s] $*" | tee -a "$WORK/logs/gpu_check.txt"; }
 
 # Missing small packages from the carried wheels (never the network, never torch/numpy/opencv), into a
 # folder of their own on PYTHONPATH, as the device notes recommend; ROS goes into the environment itself,
 # because its wheels bring a .pth file that sets up the shared-library path (not read from PYTHONPATH).
 if [ "$DRY" = 0 ] && [ -d "$ROOT/gpu_carry/wheels" ]; then
-    SITE="$OUT_DIR/site"
+    SITE="$WORK/site"
     missing=()
     for spec in pytest:pytest pytest_timeout:pytest-timeout yaml:pyyaml tqdm:tqdm einops:einops; do
         "$PY" -c "import ${spec%%:*}" 2>/dev/null || missing+=("${spec##*:}")
@@ -48,13 +53,13 @@ if [ "$DRY" = 0 ] && [ -d "$ROOT/gpu_carry/wheels" ]; then
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing carried wheels: ${missing[*]}"
         timeout 120 "$PY" -m pip install -q --no-index --no-compile --no-cache-dir --find-links "$ROOT/gpu_carry/wheels" \
-            --target "$SITE" "${missing[@]}" >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "pip install failed (logs/pip.txt)"
+            --target "$SITE" "${missing[@]}" >>"$WORK/logs/pip.txt" 2>&1 || log "pip install failed (logs/pip.txt)"
     fi
     # mamba-ssm's Triton kernels (pure-Python wheel built by gpu_wheels.sh), for the 'triton' scan backend.
     if ls "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >/dev/null 2>&1 \
         && ! "$PY" -c "import importlib.util as u; assert u.find_spec('mamba_ssm')" 2>/dev/null; then
         timeout 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
-            "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >>"$OUT_DIR/logs/pip.txt" 2>&1 || log "mamba-ssm did not install"
+            "$ROOT"/gpu_carry/wheels/mamba_ssm-*.whl >>"$WORK/logs/pip.txt" 2>&1 || log "mamba-ssm did not install"
     fi
     export PYTHONPATH="$PYTHONPATH:$SITE"
     # ROS 2 Jazzy rclpy for Python 3.12 (the node step then runs the real node over loopback DDS).
@@ -62,7 +67,7 @@ if [ "$DRY" = 0 ] && [ -d "$ROOT/gpu_carry/wheels" ]; then
         log "installing the carried ROS 2 wheels"
         timeout 150 "$PY" -m pip install -q --no-index --no-compile --find-links "$ROOT/gpu_carry/ros_wheels" \
             --find-links "$ROOT/gpu_carry/wheels" ros-jazzy-rclpy ros-jazzy-sensor-msgs ros-jazzy-std-msgs \
-            ros-jazzy-diagnostic-msgs ros-jazzy-rmw-fastrtps-cpp >>"$OUT_DIR/logs/pip.txt" 2>&1 \
+            ros-jazzy-diagnostic-msgs ros-jazzy-rmw-fastrtps-cpp >>"$WORK/logs/pip.txt" 2>&1 \
             || log "ROS wheels did not install: the node step drives the worker path (logs/pip.txt)"
     fi
 fi
@@ -74,22 +79,22 @@ run_step() {
     if [ "$left" -lt 15 ]; then
         log "$name: skipped, no time left"
         printf '{"step": "%s", "status": "skipped", "error": "no time left in the %s s budget"}\n' \
-            "$name" "$TOTAL_S" >"$OUT_DIR/steps/$name.json"
+            "$name" "$TOTAL_S" >"$WORK/steps/$name.json"
         return
     fi
     [ "$budget" -gt "$left" ] && budget=$left
     log "$name: start (budget ${budget}s)"
     local t0 rc
     t0=$(date +%s)
-    timeout -k 10 "$budget" "$PY" "$ROOT/benchmarks/gpu_check.py" "$name" --out "$OUT_DIR" \
-        --budget "$budget" "${DRY_FLAG[@]}" "${EXTRA[@]}" >"$OUT_DIR/logs/$name.txt" 2>&1
+    timeout -k 10 "$budget" "$PY" "$ROOT/benchmarks/gpu_check.py" "$name" --out "$WORK" \
+        --budget "$budget" "${DRY_FLAG[@]}" "${EXTRA[@]}" >"$WORK/logs/$name.txt" 2>&1
     rc=$?
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         printf '{"step": "%s", "status": "timeout", "seconds": %s, "error": "killed after %s s; see logs/%s.txt"}\n' \
-            "$name" "$(($(date +%s) - t0))" "$budget" "$name" >"$OUT_DIR/steps/$name.json"
-    elif [ ! -s "$OUT_DIR/steps/$name.json" ]; then
+            "$name" "$(($(date +%s) - t0))" "$budget" "$name" >"$WORK/steps/$name.json"
+    elif [ ! -s "$WORK/steps/$name.json" ]; then
         printf '{"step": "%s", "status": "failed", "seconds": %s, "error": "exit %s without a record; see logs/%s.txt"}\n' \
-            "$name" "$(($(date +%s) - t0))" "$rc" "$name" >"$OUT_DIR/steps/$name.json"
+            "$name" "$(($(date +%s) - t0))" "$rc" "$name" >"$WORK/steps/$name.json"
     fi
     log "$name: exit $rc after $(($(date +%s) - t0))s"
 }
@@ -98,7 +103,7 @@ EXTRA=()
 if [ -n "${GPU_CHECK_ONNX:-}" ]; then
     EXTRA=(--onnx "$GPU_CHECK_ONNX")
 fi
-rm -f "$OUT_DIR"/steps/*.json
+rm -f "$WORK"/steps/*.json
 if [ "$DRY" = 1 ]; then
     # Short budgets: the dry run must stay quick (test/test_gpu_check.py runs it).
     run_step env 30; run_step tests 40; run_step precision 40; run_step forward 60
@@ -109,7 +114,10 @@ else
     run_step env 30; run_step tests 100; run_step precision 45; run_step forward 60
     run_step onnx 40; run_step node 100; run_step scan 45; run_step train 160; run_step onnx_trt 90
 fi
-"$PY" "$ROOT/benchmarks/gpu_check.py" report --out "$OUT_DIR" >>"$OUT_DIR/logs/gpu_check.txt" 2>&1 \
+"$PY" "$ROOT/benchmarks/gpu_check.py" report --out "$WORK" >>"$WORK/logs/gpu_check.txt" 2>&1 \
     || log "report failed"
-log "done in $(($(date +%s) - START))s: $OUT_DIR/results.md, $OUT_DIR/results.json"
+cp "$WORK/results.json" "$WORK/results.md" "$OUT_DIR/" 2>/dev/null || log "no results to copy"
+(cd "$WORK" && tar czf "$OUT_DIR/details.tar.gz" steps logs $(ls tests_junit.xml node_bench.json 2>/dev/null)) \
+    || log "details.tar.gz failed"
+log "done in $(($(date +%s) - START))s: $OUT_DIR/results.md, results.json, details.tar.gz (work folder $WORK)"
 cat "$OUT_DIR/results.md" 2>/dev/null | head -80

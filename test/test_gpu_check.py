@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,12 @@ STEPS = ("env", "tests", "precision", "forward", "onnx", "node", "scan", "train"
 @pytest.mark.timeout(240)
 def test_cpu_dry_run_writes_every_step(tmp_path: Path, tiny_onnx_240: Path) -> None:
     out = tmp_path / "gpu_check"
-    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_ONNX=str(tiny_onnx_240))
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        GPU_CHECK_ONNX=str(tiny_onnx_240),
+        GPU_CHECK_WORK=str(tmp_path / "work"),
+    )
     proc = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-dry-run", str(out)],
         env=env,
@@ -28,6 +34,11 @@ def test_cpu_dry_run_writes_every_step(tmp_path: Path, tiny_onnx_240: Path) -> N
         timeout=230,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Three files come back (a device run returns at most 8); the work folder keeps the rest.
+    assert sorted(p.name for p in out.iterdir()) == ["details.tar.gz", "results.json", "results.md"]
+    with tarfile.open(out / "details.tar.gz") as tar:
+        names = tar.getnames()
+    assert all(f"steps/{s}.json" in names for s in STEPS) and "logs/gpu_check.txt" in names
     result = json.loads((out / "results.json").read_text())
     assert result["dry_run"] and result["gpu"] == "none (CPU)"
     steps = result["steps"]
