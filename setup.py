@@ -35,6 +35,11 @@ setup(
         "rosbags",
         "torch>=2.2",
     ],
+    extras_require={
+        # The ONNX Runtime backend and `sccosf-export` (never needed by the default torch path). Running an
+        # exported .onnx file needs only onnxruntime (or onnxruntime-gpu for CUDA/TensorRT).
+        "onnx": ["onnxruntime>=1.17", "onnx>=1.16", "onnxscript>=0.2"],
+    },
     zip_safe=True,
     maintainer="sccosf_ros maintainers",
     maintainer_email="maintainers@sccosf.invalid",
@@ -43,6 +48,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sccosf-fuse = sccosf_ros.cli.fuse:main",
+            "sccosf-export = sccosf_ros.cli.export:main",
             "sccosf-model-info = sccosf_ros.cli.model_info:main",
             "fusion_node = sccosf_ros.node.fusion_node:main",
             "sccosf-bag = sccosf_ros.cli.bag:main",

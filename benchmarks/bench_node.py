@@ -4,7 +4,7 @@
     python benchmarks/bench_node.py --duration 600           # soak: RSS at 1 min vs end
 
 Starts ``fusion_node`` in a subprocess (as ``ros2 run`` would, own ROS_DOMAIN_ID), plays 640x480 rgb8 at
-30 Hz and mono16 thermal at 9 Hz into it, and records:
+30 Hz and mono16 thermal at 9 Hz (``--rgb-hz``, ``--thermal-hz``) into it, and records:
 
 * end-to-end latency, RGB stamp -> ``sccosf/fused`` received here (same clock), p50/p95;
 * throughput (fused outputs per second), pairs and drops as the node counts them in ``/diagnostics``;
@@ -91,7 +91,10 @@ def _frames(h: int, w: int, th_h: int, th_w: int, n: int = 8) -> tuple[list[np.n
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of camera data to play")
+    ap.add_argument("--rgb-hz", type=float, default=30.0, help="RGB camera rate")
+    ap.add_argument("--thermal-hz", type=float, default=9.0, help="thermal camera rate (gpu_check: 30)")
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="the node's backend")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--num-threads", type=int, default=0)
@@ -138,7 +141,7 @@ def main() -> int:
         "/**:\n  ros__parameters:\n"
         f"    checkpoint: '{ckpt}'\n    device: '{args.device}'\n    precision: '{args.precision}'\n"
         f"    num_threads: {args.num_threads}\n    input_qos: '{args.input_qos}'\n"
-        f"    seg_refine: {args.seg_refine}\n"
+        f"    seg_refine: {args.seg_refine}\n    backend: '{args.backend}'\n"
     )
     log = open(tmp / "node.log", "w")  # noqa: SIM115 - lives as long as the subprocess
     node_proc = subprocess.Popen(
@@ -201,8 +204,8 @@ def main() -> int:
 
         msgs = {"rgb": [message(x, "rgb8") for x in rgbs], "thermal": [message(x, "mono16") for x in ths]}
         events = sorted(
-            [(i / 30, "rgb", i) for i in range(int(args.duration * 30))]
-            + [(i / 9, "thermal", i) for i in range(int(args.duration * 9))]
+            [(i / args.rgb_hz, "rgb", i) for i in range(int(args.duration * args.rgb_hz))]
+            + [(i / args.thermal_hz, "thermal", i) for i in range(int(args.duration * args.thermal_hz))]
         )
         sent = {"rgb": 0, "thermal": 0}
         rss_1min = None

@@ -2,40 +2,31 @@
 
 The ROS node, the ``sccosf-fuse`` CLI, evaluation and benchmarks all run the network through this one
 class, so input checks, thermal registration, precision handling and post-processing behave identically
-everywhere. Per-call overhead matters at camera rate: frames travel to the device as uint8 (a quarter of
-the bytes of float32) and are converted there; argmax and the uint8 conversion of the fused image also run
-on the device so only compact results come back.
+everywhere. What runs the network is a backend (:mod:`sccosf_ros.backends`): PyTorch (``torch``, the
+default) or the exported ONNX graph in ONNX Runtime (``onnxruntime``). The engine calls the backend for the
+forward only; every check, the registration, batching, the result type and the timings are here, shared.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from sccosf_ros.checkpoint import CheckpointError, CheckpointMeta, build_from_checkpoint
+from sccosf_ros.backends import BACKENDS, Backend, BackendOutput, BackendUnavailableError
+from sccosf_ros.checkpoint import CheckpointError, CheckpointMeta
 from sccosf_ros.imaging.resize import validate_homography, warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
-from sccosf_ros.model import fold_batchnorm_
 from sccosf_ros.paths import DEFAULT_MODEL_NAME, default_checkpoint_path
 
+__all__ = ["BACKENDS", "PRECISIONS", "BackendUnavailableError", "FusionEngine", "FusionResult"]
+
 PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-def _writable(array: np.ndarray) -> np.ndarray:
-    """Contiguous and writable, copying only if needed: torch.from_numpy warns on read-only buffers
-    (frames decoded from bags or DDS messages are), although the engine never writes to them."""
-    array = np.ascontiguousarray(array)
-    return array if array.flags.writeable else array.copy()
-
-
-_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -52,14 +43,25 @@ class FusionResult:
     """Milliseconds for ``preprocess``, ``inference``, ``postprocess`` (a batch's time split evenly)."""
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def _parse_device(device: str | torch.device) -> str:
+    """'auto', 'cpu' or 'cuda[:N]' (normalised), or the ValueError both backends give."""
     name = str(device).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return name
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return str(dev)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    name = _parse_device(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available (use device='auto' or 'cpu')")
@@ -67,8 +69,6 @@ def _resolve_device(device: str | torch.device) -> torch.device:
             raise ValueError(
                 f"device {name} requested but only {torch.cuda.device_count()} GPU(s) are visible"
             )
-    elif dev.type != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     return dev
 
 
@@ -133,9 +133,17 @@ class FusionEngine:
     ``checkpoint=None`` uses the shipped ``models/sccosf_tiny.safetensors``. ``precision`` other than fp32
     runs under autocast (weights stay fp32, reductions stay accurate). ``homography`` (3×3, thermal pixel →
     RGB pixel) registers a thermal camera that is not pixel-aligned with the RGB one; without it the thermal
-    frame is simply resized onto the RGB grid. ``num_threads`` sets torch's process-wide CPU thread count.
-    ``seg_refine=False`` skips the model's segmentation refinement (when it has one): the coarse head's
-    mask, cheaper on a CPU that cannot keep up (model card: speed); the fused image is the same either way.
+    frame is simply resized onto the RGB grid. ``num_threads`` sets torch's process-wide CPU thread count
+    (with ``onnxruntime``: the session's intra-op threads). ``seg_refine=False`` skips the model's
+    segmentation refinement (when it has one): the coarse head's mask, cheaper on a CPU that cannot keep up
+    (model card: speed); the fused image is the same either way.
+
+    ``backend="onnxruntime"`` runs the exported ONNX graph (same inputs, outputs, checks and errors; fp32
+    only). ``checkpoint`` may then be an ``.onnx`` file from ``sccosf-export`` (fixed frame size), or a
+    ``.safetensors`` checkpoint that is exported per frame size into ``onnx_cache`` (default
+    ``$SCCOSF_ONNX_CACHE`` or ``~/.cache/sccosf_ros/onnx``) on first use; ``ort_providers`` overrides the
+    execution providers (default: TensorRT, CUDA where present, CPU), ``ort_session`` the session options
+    (:data:`sccosf_ros.backends.ort_backend.SESSION_DEFAULTS`). See docs/onnx.md.
     """
 
     def __init__(
@@ -147,14 +155,30 @@ class FusionEngine:
         channels_last: bool | None = None,
         num_threads: int | None = None,
         seg_refine: bool = True,
+        backend: str = "torch",
+        onnx_cache: str | Path | None = None,
+        ort_providers: Sequence[str] | None = None,
+        ort_session: dict[str, Any] | None = None,
     ) -> None:
-        self._device = _resolve_device(device)
-        self._precision = _check_precision(precision, self._device)
+        backend = str(backend).strip().lower()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "torch":
+            self._device = _resolve_device(device)
+            self._precision = _check_precision(precision, self._device)
+        else:
+            device_name = _parse_device(device)
+            if str(precision).strip().lower() != "fp32":
+                raise ValueError(
+                    f"precision {precision!r} is not available with backend 'onnxruntime' (the exported "
+                    "graph is fp32): use precision 'fp32', or backend 'torch' for fp16/bf16"
+                )
+            self._precision = "fp32"
         self._homography: np.ndarray | None = None
         self.homography = homography
-        if num_threads is not None:
-            if int(num_threads) < 1:
-                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        if num_threads is not None and int(num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        if num_threads is not None and backend == "torch":
             torch.set_num_threads(int(num_threads))
         if checkpoint is None:
             checkpoint = default_checkpoint_path()
@@ -165,26 +189,41 @@ class FusionEngine:
                     "checkpoint path (train one with sccosf-train)"
                 )
         self._checkpoint = Path(checkpoint)
-        model, self._meta = build_from_checkpoint(self._checkpoint)
-        # The refinement is switched per call (a forward flag), never by removing the module.
-        self._seg_refine = bool(seg_refine) and bool(
-            getattr(getattr(model, "icrm", None), "has_refine", False)
-        )
-        self._channels_last = self._device.type == "cuda" if channels_last is None else bool(channels_last)
-        # Inference only: fold BatchNorm into the preceding convs (identical outputs, ~100 kernels fewer).
-        model = fold_batchnorm_(model.eval()).to(self._device)
-        if self._channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self._model: torch.nn.Module | None = model.eval()
+        self._backend: Backend | None
+        if backend == "torch":
+            from sccosf_ros.backends.torch_backend import TorchBackend
+
+            cl = self._device.type == "cuda" if channels_last is None else bool(channels_last)
+            self._backend = TorchBackend(self._checkpoint, self._device, self._precision, cl, seg_refine)
+        else:
+            from sccosf_ros.backends.ort_backend import CPU, OrtBackend
+
+            ort_backend = OrtBackend(
+                self._checkpoint, device_name, seg_refine, num_threads, ort_providers, onnx_cache, ort_session
+            )
+            self._backend = ort_backend
+            on_gpu = ort_backend.session_providers[0] != CPU  # what runs (a file's session exists already)
+            gpu_name = device_name if device_name.startswith("cuda") else "cuda"
+            self._device = torch.device(gpu_name if on_gpu else "cpu")
+        self._backend_name = backend
+        self._meta: CheckpointMeta = self._backend.meta
+        self._seg_refine = self._backend.seg_refine
         self._palette = np.array(self._meta.palette, dtype=np.uint8).reshape(-1, 3)
         self._palette.setflags(write=False)
-        if self._device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # frame sizes are fixed per stream
 
     # ----------------------------------------------------------------------------------------- properties
     @property
     def meta(self) -> CheckpointMeta:
         return self._meta
+
+    @property
+    def backend(self) -> str:
+        """``torch`` or ``onnxruntime``."""
+        return self._backend_name
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, device, precision and (onnxruntime) execution providers and model files."""
+        return {**self._active().describe(), "precision": self._precision}
 
     @property
     def seg_refine(self) -> bool:
@@ -210,6 +249,7 @@ class FusionEngine:
 
     @property
     def device(self) -> torch.device:
+        """Where the network runs (onnxruntime: cuda when the first execution provider is a GPU one)."""
         return self._device
 
     @property
@@ -226,19 +266,18 @@ class FusionEngine:
 
     @property
     def model(self) -> torch.nn.Module:
-        if self._model is None:
-            raise RuntimeError("FusionEngine is closed")
-        return self._model
+        """The PyTorch network (backend ``torch`` only)."""
+        backend = self._active()
+        model = getattr(backend, "model", None)
+        if model is None:
+            raise RuntimeError(f"FusionEngine with backend {backend.name!r} has no PyTorch model")
+        return model
 
     # ------------------------------------------------------------------------------------------ inference
-    def _sync(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
-
-    def _autocast(self) -> torch.autocast | nullcontext[None]:
-        if self._precision == "fp32":
-            return nullcontext()
-        return torch.autocast(self._device.type, dtype=_AUTOCAST_DTYPES[self._precision])
+    def _active(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError("FusionEngine is closed")
+        return self._backend
 
     def _prepare(self, rgb: object, thermal: object) -> tuple[np.ndarray, np.ndarray]:
         rgb_a = _check_rgb(rgb)
@@ -247,60 +286,25 @@ class FusionEngine:
             th = warp_thermal_to_rgb(th, rgb_a.shape, self._homography)
         return rgb_a, th
 
-    def _to_device(
-        self, rgbs: Sequence[np.ndarray], thermals: Sequence[np.ndarray]
-    ) -> tuple[torch.Tensor, ...]:
-        """Upload uint8 (or float32 thermal) and convert to float [0, 1] on the device."""
-        rgb_np = rgbs[0][None] if len(rgbs) == 1 else np.stack(rgbs)
-        th_np = thermals[0][None] if len(thermals) == 1 else np.stack(thermals)
-        nb = self._device.type == "cuda"
-        rgb = torch.from_numpy(_writable(rgb_np)).to(self._device, non_blocking=nb)
-        th = torch.from_numpy(_writable(th_np)).to(self._device, non_blocking=nb)
-        # The NHWC -> NCHW permuted view already has channels_last strides (kept by .float()); for the
-        # contiguous layout, reorder while still uint8 (a quarter of the bytes of the float copy).
-        rgb = rgb.permute(0, 3, 1, 2)
-        if not self._channels_last:
-            rgb = rgb.contiguous()
-        rgb = rgb.float().div_(255.0)
-        th = th.unsqueeze(1).float()
-        th = th.div_(255.0) if thermals[0].dtype == np.uint8 else th.clamp_(0.0, 1.0)
-        if self._channels_last:
-            return rgb.contiguous(memory_format=torch.channels_last), th
-        return rgb, th
-
     def _run(
         self, rgbs: Sequence[np.ndarray], thermals: Sequence[np.ndarray], return_probs: bool, t0: float
     ) -> list[FusionResult]:
-        model = self.model
-        h, w = rgbs[0].shape[:2]
-        with torch.inference_mode():
-            rgb, th = self._to_device(rgbs, thermals)
-            self._sync()
-            t1 = time.perf_counter()
-            with self._autocast():
-                out = model(rgb, th, refine=self._seg_refine)
-            self._sync()
-            t2 = time.perf_counter()
-            logits = out["seg_logits"].float()
-            if logits.shape[-2:] != (h, w):  # the contract says input resolution; be robust anyway
-                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-            fused = out["fused"].float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-            fused_np = fused.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-            # max().indices: same first-maximum rule as argmax, several times faster on CPU (measured).
-            mask_np = logits.max(dim=1).indices.to(torch.uint8).cpu().numpy()
-            probs_np = torch.softmax(logits, dim=1).cpu().numpy() if return_probs else None
-            t3 = time.perf_counter()
+        backend = self._active()
+        rgb_np = rgbs[0][None] if len(rgbs) == 1 else np.stack(rgbs)
+        th_np = thermals[0][None] if len(thermals) == 1 else np.stack(thermals)
+        out: BackendOutput = backend.run(rgb_np, th_np, return_probs)
+        t3 = time.perf_counter()
         n = len(rgbs)
         timings = {
-            "preprocess": (t1 - t0) * 1e3 / n,
-            "inference": (t2 - t1) * 1e3 / n,
-            "postprocess": (t3 - t2) * 1e3 / n,
+            "preprocess": (out.t_inputs_ready - t0) * 1e3 / n,
+            "inference": (out.t_forward_done - out.t_inputs_ready) * 1e3 / n,
+            "postprocess": (t3 - out.t_forward_done) * 1e3 / n,
         }
         return [
             FusionResult(
-                fused=fused_np[i],
-                mask=mask_np[i],
-                probs=None if probs_np is None else probs_np[i],
+                fused=out.fused[i],
+                mask=out.mask[i],
+                probs=None if out.probs is None else out.probs[i],
                 timings=dict(timings),
             )
             for i in range(n)
@@ -361,15 +365,14 @@ class FusionEngine:
     # ------------------------------------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Drop the model (and on CUDA return cached memory), e.g. when a lifecycle node deactivates."""
-        if self._model is None:
+        if self._backend is None:
             return
-        self._model = None
-        if self._device.type == "cuda":
-            torch.cuda.empty_cache()
+        self._backend.close()
+        self._backend = None
 
     @property
     def closed(self) -> bool:
-        return self._model is None
+        return self._backend is None
 
     def __enter__(self) -> FusionEngine:
         return self

@@ -63,6 +63,7 @@ class EvalConfig:
     checkpoint: str | Path | None = None
     device: str = "auto"
     precision: str = "fp32"
+    backend: str = "torch"  # or "onnxruntime" (docs/onnx.md)
     num_threads: int | None = None  # torch CPU threads; None = torch's default (see docs/evaluation.md)
     slop: float = SPECS["sync_slop"].default
     queue_size: int = SPECS["sync_queue_size"].default
@@ -245,12 +246,18 @@ def _torch_threads() -> int | None:
 
 
 def open_engine(
-    checkpoint: str | Path | None, device: str, precision: str, num_threads: int | None = None
+    checkpoint: str | Path | None,
+    device: str,
+    precision: str,
+    num_threads: int | None = None,
+    backend: str = "torch",
 ) -> Any:
     """A :class:`FusionEngine`; imported here so that bag tools do not pay for torch."""
     from sccosf_ros.engine import FusionEngine
 
-    return FusionEngine(checkpoint=checkpoint, device=device, precision=precision, num_threads=num_threads)
+    return FusionEngine(
+        checkpoint=checkpoint, device=device, precision=precision, num_threads=num_threads, backend=backend
+    )
 
 
 def warm_up(engine: Any, rgb: bags.TopicInfo) -> float | None:
@@ -286,7 +293,7 @@ def evaluate_bag(
     compressed = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
     if len(compressed) != 1:
         raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
-    engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision, cfg.num_threads)
+    engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision, cfg.num_threads, cfg.backend)
     recorder = _RecordingEngine(engine)
     processor = PairProcessor(
         recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed.pop()
@@ -345,6 +352,7 @@ def evaluate_bag(
         "bag": str(bag),
         "checkpoint": str(getattr(engine, "checkpoint", cfg.checkpoint)),
         "device": str(getattr(engine, "device", cfg.device)),
+        "backend": str(getattr(engine, "backend", cfg.backend)),
         "threads": _torch_threads(),
         "topics": {"rgb": cfg.rgb_topic, "thermal": cfg.thermal_topic, "labels": cfg.label_topic},
         "pairing": {"slop_s": cfg.slop, "queue_size": cfg.queue_size},

@@ -24,3 +24,24 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model = build_model("tiny", num_classes=9)
     meta = CheckpointMeta.for_model(model, preset="tiny", training={"note": "random weights, test fixture"})
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_random.safetensors", model, meta)
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where ONNX exports of the tests live: pytest's cache (``.pytest_cache/d/sccosf_onnx``), so that an
+    unchanged checkout does not export again (the key covers weights, size and the code; test_onnx.py)."""
+    cache = getattr(request.config, "cache", None)
+    return cache.mkdir("sccosf_onnx") if cache is not None else tmp_path_factory.mktemp("sccosf_onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_240(onnx_cache: Path) -> Path:
+    """The shipped model exported at 240x320 with the refinement (the engine's cache mode)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from sccosf_ros.engine import FusionEngine
+
+    with FusionEngine(device="cpu", backend="onnxruntime", onnx_cache=onnx_cache, num_threads=1) as engine:
+        engine.warmup(240, 320, runs=1)
+        (path,) = engine.describe()["onnx_files"]
+    return Path(path)

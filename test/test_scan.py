@@ -177,6 +177,27 @@ def test_env_var_forces_backend_and_argument_wins(monkeypatch):
     assert calls == ["sequential"]
 
 
+def test_forced_backend_beats_the_env_var_not_the_argument(monkeypatch):
+    """The ONNX export forces `chunked` whatever SCCOSF_SCAN_BACKEND says; an explicit argument still wins."""
+    x = torch.zeros(1, 2, 1, 1)
+    monkeypatch.setenv(scan.ENV_VAR, "sequential")
+    with scan.forced_backend("chunked"):
+        assert scan.resolve_backend("auto", x) == "chunked"
+        assert scan.resolve_backend("sequential", x) == "sequential"
+        with scan.forced_backend("sequential"):  # nests, and restores on exit
+            assert scan.resolve_backend("auto", x) == "sequential"
+        assert scan.resolve_backend("auto", x) == "chunked"
+    assert scan.resolve_backend("auto", x) == "sequential"
+    with pytest.raises(ValueError, match="unknown scan backend"), scan.forced_backend("fast"):
+        pass
+    if not HAS_CUDA:
+        with (
+            scan.forced_backend("triton"),
+            pytest.raises(scan.ScanBackendUnavailableError, match=r"forced_backend\('triton'"),
+        ):
+            scan.resolve_backend("auto", x)
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="checks the error raised where CUDA is absent")
 @pytest.mark.parametrize("name", ["triton", "compile"])
 def test_forcing_unavailable_backend_raises(monkeypatch, name):

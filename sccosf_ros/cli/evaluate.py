@@ -48,6 +48,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         checkpoint=args.checkpoint,
         device=args.device,
         precision=getattr(args, "precision", "fp32"),
+        backend=getattr(args, "backend", "torch"),
         num_threads=args.threads,
         slop=args.slop,
         queue_size=args.queue_size,
@@ -108,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sccosf-eval", description=__doc__)
     add_common_arguments(parser)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="onnxruntime: the exported ONNX graph (docs/onnx.md)",
+    )
     parser.add_argument("--max-pairs", type=int, help="stop after this many evaluated pairs")
     parser.add_argument("--no-bag", action="store_true", help="do not write the output bag")
     parser.add_argument(

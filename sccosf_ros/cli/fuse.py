@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="onnxruntime: the exported ONNX graph (a .onnx --checkpoint, or exported per frame size "
+        "into a cache); docs/onnx.md",
+    )
+    parser.add_argument(
         "--thermal-norm",
         default="auto",
         choices=("auto", "fixed", "minmax", "percentile"),
@@ -131,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overlay-alpha", type=float, default=0.5, help="colour weight in overlay/ (0..1)")
     parser.add_argument("--homography", default=None, help="3x3 thermal->RGB pixel map (.txt or .npy)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch or onnxruntime)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -144,7 +151,7 @@ def _write(path: Path, image: np.ndarray) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sccosf_ros.engine import FusionEngine
+    from sccosf_ros.engine import BackendUnavailableError, FusionEngine
 
     if not 0.0 <= args.overlay_alpha <= 1.0:
         raise UserError(f"--overlay-alpha must be in [0, 1], got {args.overlay_alpha}")
@@ -158,9 +165,14 @@ def run(args: argparse.Namespace) -> int:
     homography = _load_homography(args.homography)
     try:
         engine = FusionEngine(
-            args.checkpoint, args.device, args.precision, homography=homography, num_threads=args.threads
+            args.checkpoint,
+            args.device,
+            args.precision,
+            homography=homography,
+            num_threads=args.threads,
+            backend=args.backend,
         )
-    except (CheckpointError, ValueError) as exc:
+    except (CheckpointError, BackendUnavailableError, ValueError) as exc:
         raise UserError(str(exc)) from None
     prep = _ThermalPrep(args.thermal_norm)
     out_dirs = {name: args.out / name for name in OUTPUT_DIRS}
@@ -198,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{PROG}: {done} pairs fused into {args.out} ({failed} skipped, "
         f"{len(lone_rgb) + len(lone_thermal)} unpaired) in {elapsed:.1f} s: {fps:.2f} pairs/s overall, "
-        f"network {mean_ms:.1f} ms/pair on {engine.device} ({engine.precision})"
+        f"network {mean_ms:.1f} ms/pair on {engine.device} ({engine.precision}, {engine.backend})"
     )
     return 0 if done else 1
 

@@ -173,6 +173,7 @@ class FusionNode(LifecycleNode):
             homography=None if hom is None else np.array(hom, dtype=np.float64).reshape(3, 3),
             num_threads=c["num_threads"] or None,
             seg_refine=c["seg_refine"],
+            backend=c["backend"],
         )
 
     def _labels(self, engine: Engine) -> tuple[list[str], np.ndarray]:

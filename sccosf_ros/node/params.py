@@ -136,6 +136,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("num_threads", 0, "CPU threads for torch; 0 = torch's default", _int_at_least(0)),
     ParamSpec(
+        "backend",
+        "torch",
+        "Inference backend: torch, or onnxruntime (the exported ONNX graph; checkpoint a .onnx file or a "
+        ".safetensors exported per frame size into a cache; needs onnxruntime)",
+        _one_of("torch", "onnxruntime"),
+    ),
+    ParamSpec(
         "seg_refine",
         True,
         "Run the model's segmentation refinement; false = the coarse mask, faster on a slow CPU",

@@ -10,8 +10,9 @@ Backends (all checked against ``sequential`` in ``test/test_scan.py``):
   ``SCCOSF_SCAN_COMPILE_CPU=1`` (on the 2-core CPU machines compiling costs minutes for a small gain).
 * ``triton``     — mamba-ssm's ``mamba_chunk_scan_combined`` (``mamba_triton.py``). CUDA only.
 
-Selection: an explicit ``backend=`` argument wins; otherwise the environment variable
-``SCCOSF_SCAN_BACKEND`` (if set and not ``auto``); otherwise ``auto``: ``triton`` for CUDA tensors in
+Selection: an explicit ``backend=`` argument wins; otherwise a :func:`forced_backend` context (the ONNX
+export forces ``chunked``, the form that exports, whatever the environment says); otherwise the environment
+variable ``SCCOSF_SCAN_BACKEND`` (if set and not ``auto``); otherwise ``auto``: ``triton`` for CUDA tensors in
 float32/float16/bfloat16 when it loads, else ``chunked``. Forcing a backend that cannot run on the
 tensors' device raises :class:`ScanBackendUnavailableError` with the reason, rather than silently falling
 back, so a deployment that asks for the fast path knows when it does not get it.
@@ -19,9 +20,11 @@ back, so a deployment that asks for the fast path knows when it does not get it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -37,6 +40,7 @@ __all__ = [
     "ScanBackendUnavailableError",
     "available_backends",
     "backend_unavailable_reason",
+    "forced_backend",
     "resolve_backend",
     "ssd_scan",
     "ssd_scan_chunked",
@@ -51,6 +55,26 @@ _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 class ScanBackendUnavailableError(RuntimeError):
     """A scan backend was requested that cannot run here; the message says why."""
+
+
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("sccosf_scan_forced", default=None)
+
+
+@contextlib.contextmanager
+def forced_backend(name: str) -> Iterator[None]:
+    """Within this block, every ``ssd_scan(backend="auto")`` call uses ``name`` (the env var is ignored).
+
+    For tracing: the ONNX export must see the pure-PyTorch ``chunked`` scan even where the environment asks
+    for ``triton``, ``compile`` or ``sequential`` (a Python loop that would unroll into L graph nodes).
+    A context variable, so other threads keep their own selection.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown scan backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    token = _forced.set(name)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
 
 
 _compiled: dict[str, Callable[..., Tensor]] = {}
@@ -99,10 +123,14 @@ def available_backends(device: torch.device | str | None = "cpu") -> list[str]:
 
 
 def resolve_backend(backend: str = "auto", x: Tensor | None = None) -> str:
-    """The backend ``ssd_scan`` would use for tensors like ``x`` (argument > env var > auto)."""
+    """The backend ``ssd_scan`` would use for tensors like ``x`` (argument > forced > env var > auto)."""
     name = backend
+    source = "argument backend="
+    if name == "auto" and _forced.get() is not None:
+        name, source = str(_forced.get()), "forced_backend("
     if name == "auto":
         name = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+        source = f"environment {ENV_VAR}="
     device = x.device if x is not None else torch.device("cpu")
     if name == "auto":
         dtype_ok = x is None or x.dtype in _TRITON_DTYPES
@@ -111,7 +139,6 @@ def resolve_backend(backend: str = "auto", x: Tensor | None = None) -> str:
         return "chunked"
     reason = backend_unavailable_reason(name, device)
     if reason is not None:
-        source = "argument backend=" if backend != "auto" else f"environment {ENV_VAR}="
         raise ScanBackendUnavailableError(
             f"scan backend {name!r} (from {source}{name!r}) unavailable: {reason}"
         )
