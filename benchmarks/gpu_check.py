@@ -700,6 +700,82 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _md_tests(d: dict[str, Any]) -> list[str]:
+    lines = ["", f"**tests**: {d['counts']}", ""]
+    return lines + [f"- {c['test']}: {c['outcome']} {c['reason'][:80]}" for c in d["gpu_tests"]]
+
+
+def _md_precision(d: dict[str, Any]) -> list[str]:
+    lines = ["", f"**engine vs CPU fp32** ({d['pairs']}, {d['size'][0]}×{d['size'][1]})", ""]
+    lines += [
+        "| run | fused max diff (grey levels) | mask pixels differing (max per pair) |",
+        "|---|---|---|",
+    ]
+    for k, v in d["rows"].items():
+        diff = v.get("fused_max_diff", v.get("skipped", ""))
+        lines.append(f"| {k} | {diff} | {_fmt(v.get('mask_differ_share_max', ''))} |")
+    return lines
+
+
+def _md_forward(d: dict[str, Any]) -> list[str]:
+    lines = ["", f"**forward with pre/post** ({d['device']}, {d['size'][0]}×{d['size'][1]})", ""]
+    lines += [
+        "| preset | precision | batch | frames/s | ms/batch | peak GPU MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in d["rows"]:
+        lines.append(
+            f"| {row['preset']} | {row['precision']} | {row.get('batch', '–')} "
+            f"| {row.get('frames_per_s', row.get('skipped', ''))} "
+            f"| {row.get('median_ms_per_batch', '')} | {row.get('peak_gpu_mem_mib', '–')} |"
+        )
+    return lines
+
+
+def _md_node(d: dict[str, Any]) -> list[str]:
+    keys = ("mode", "sent", "fused_received", "pairs_in", "pairs_out", "output_hz", "throughput_hz",
+            "latency_ms_p50", "latency_ms_p95")  # fmt: skip
+    return ["", "**node**: " + ", ".join(f"{k} {d[k]}" for k in keys if k in d)]
+
+
+def _md_onnx(d: dict[str, Any]) -> list[str]:
+    lines = ["", f"**ONNX Runtime** ({Path(d['model']).name})", ""]
+    return lines + [
+        f"- {k}: " + ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items()) for k, v in d["rows"].items()
+    ]
+
+
+def _md_scan(d: dict[str, Any]) -> list[str]:
+    lines = ["", f"**scan** ({d['device']})", "", "| L | backend | err | fwd ms | fwd+bwd ms | first s |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for row in d["rows"]:
+        lines.append(
+            f"| {row['L']} | {row['backend']} "
+            f"| {_fmt(row.get('max_abs_err_vs_f64_sequential', row.get('failed', '')))} "
+            f"| {row.get('fwd_ms', '')} | {row.get('fwd_bwd_ms', '')} | {row.get('first_call_s', '')} |"
+        )
+    return lines
+
+
+def _md_train(d: dict[str, Any]) -> list[str]:
+    return [
+        "",
+        f"**training**: {d['images_per_s_median']} images/s (median of {d['logged_steps']} logged steps)",
+    ]
+
+
+_SECTIONS = {
+    "tests": _md_tests,
+    "precision": _md_precision,
+    "forward": _md_forward,
+    "node": _md_node,
+    "onnx": _md_onnx,
+    "onnx_trt": _md_onnx,
+    "scan": _md_scan,
+    "train": _md_train,
+}
+
+
 def markdown(r: dict[str, Any]) -> str:
     s = r["steps"]
     lines = [
@@ -710,76 +786,10 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name, st in s.items():
         lines.append(f"| {name} | {st.get('status')} | {_fmt(st.get('seconds', ''))} |")
-    d = s["tests"].get("data")
-    if d:
-        lines += ["", f"**tests**: {d['counts']}", ""]
-        lines += [f"- {c['test']}: {c['outcome']} {c['reason'][:80]}" for c in d["gpu_tests"]]
-    d = s["precision"].get("data")
-    if d:
-        lines += ["", f"**engine vs CPU fp32** ({d['pairs']}, {d['size'][0]}×{d['size'][1]})", ""]
-        lines += [
-            "| run | fused max diff (grey levels) | mask pixels differing (max per pair) |",
-            "|---|---|---|",
-        ]
-        for k, v in d["rows"].items():
-            lines.append(
-                f"| {k} | {v.get('fused_max_diff', v.get('skipped', ''))} "
-                f"| {_fmt(v.get('mask_differ_share_max', ''))} |"
-            )
-    d = s["forward"].get("data")
-    if d:
-        lines += ["", f"**forward with pre/post** ({d['device']}, {d['size'][0]}×{d['size'][1]})", ""]
-        lines += [
-            "| preset | precision | batch | frames/s | ms/batch | peak GPU MiB |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in d["rows"]:
-            lines.append(
-                f"| {row['preset']} | {row['precision']} | {row.get('batch', '–')} "
-                f"| {row.get('frames_per_s', row.get('skipped', ''))} "
-                f"| {row.get('median_ms_per_batch', '')} | {row.get('peak_gpu_mem_mib', '–')} |"
-            )
-    d = s["node"].get("data")
-    if d:
-        keys = (
-            "mode",
-            "sent",
-            "fused_received",
-            "pairs_in",
-            "pairs_out",
-            "output_hz",
-            "throughput_hz",
-            "latency_ms_p50",
-            "latency_ms_p95",
-        )
-        lines += ["", "**node**: " + ", ".join(f"{k} {d[k]}" for k in keys if k in d)]
-    for name in ("onnx", "onnx_trt"):
-        d = s[name].get("data")
+    for name, section in _SECTIONS.items():
+        d = s.get(name, {}).get("data")
         if d:
-            lines += ["", f"**ONNX Runtime** ({Path(d['model']).name})", ""]
-            for k, v in d["rows"].items():
-                lines.append(f"- {k}: " + ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items()))
-    d = s["scan"].get("data")
-    if d:
-        lines += [
-            "",
-            f"**scan** ({d['device']})",
-            "",
-            "| L | backend | err | fwd ms | fwd+bwd ms | first s |",
-        ]
-        lines += ["|---|---|---|---|---|---|"]
-        for row in d["rows"]:
-            lines.append(
-                f"| {row['L']} | {row['backend']} "
-                f"| {_fmt(row.get('max_abs_err_vs_f64_sequential', row.get('failed', '')))} "
-                f"| {row.get('fwd_ms', '')} | {row.get('fwd_bwd_ms', '')} | {row.get('first_call_s', '')} |"
-            )
-    d = s["train"].get("data")
-    if d:
-        lines += [
-            "",
-            f"**training**: {d['images_per_s_median']} images/s (median of {d['logged_steps']} logged steps)",
-        ]
+            lines += section(d)
     for name, st in s.items():
         if st.get("status") not in ("ok", "skipped"):
             lines += ["", f"**{name}** {st.get('status')}: {str(st.get('error', ''))[:300]}"]
