@@ -241,3 +241,12 @@ def test_configs_written_before_seg_refine_build_without_it() -> None:
     assert ModelConfig(**old).seg_refine == 0
     with pytest.raises(ValueError, match="seg_refine"):
         ModelConfig(seg_refine=-1)
+
+
+@pytest.mark.parametrize("radius", [1, 3, 5])
+def test_box_filter_is_the_in_image_window_mean(radius: int) -> None:
+    from sccosf_ros.model.decoders import box_filter
+
+    x = torch.rand(2, 2, 19, 33, generator=torch.Generator().manual_seed(radius))
+    ref = torch.nn.functional.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    torch.testing.assert_close(box_filter(x, radius), ref, atol=1e-6, rtol=0)

@@ -30,6 +30,7 @@ __all__ = [
     "ReAWHead",
     "ReAWStage",
     "SegRefine",
+    "box_filter",
     "reaw_reconstruct",
     "split_base_detail",
 ]
@@ -217,9 +218,39 @@ class ReAWDecoder(nn.Module):
         return self.head(r, s)
 
 
+def box_filter(x: Tensor, radius: int) -> Tensor:
+    """Mean over the (2r+1)² window inside the image (borders average fewer pixels), per channel.
+
+    Equal to ``avg_pool2d(x, 2r+1, stride=1, padding=r, count_include_pad=False)`` up to float rounding,
+    computed as two separable sums of shifted slices: at 480×640 that is ~1 ms where ``avg_pool2d`` took
+    ~9 ms on two CPU threads (measured), and it exports to ONNX as pads, slices and adds.
+    """
+    h, w = x.shape[-2:]
+    k = 2 * radius + 1
+    p = F.pad(x, (radius, radius, 0, 0))
+    rows = p[..., 0:w]
+    for i in range(1, k):
+        rows = rows + p[..., i : i + w]
+    p = F.pad(rows, (0, 0, radius, radius))
+    total = p[..., 0:h, :]
+    for i in range(1, k):
+        total = total + p[..., i : i + h, :]
+    return total * _window_norm(h, w, radius, x)
+
+
+def _window_norm(h: int, w: int, radius: int, like: Tensor) -> Tensor:
+    """1 / (pixels of each window inside the image), (H, W)."""
+
+    def count(n: int) -> Tensor:
+        i = torch.arange(n, device=like.device)
+        return (torch.clamp(i + radius, max=n - 1) - torch.clamp(i - radius, min=0) + 1).to(like.dtype)
+
+    return 1.0 / (count(h)[:, None] * count(w)[None, :])
+
+
 def split_base_detail(y: Tensor, radius: int) -> tuple[Tensor, Tensor]:
     """Two-scale split of a full-resolution image: box-filtered base and the residual detail layer."""
-    base = F.avg_pool2d(y, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    base = box_filter(y, radius)
     return base, y - base
 
 
@@ -231,9 +262,10 @@ def reaw_reconstruct(maps: Tensor, y_vis: Tensor, thermal: Tensor, radius: int) 
     their own gains in (0, 2), so a region can keep the sharper source's texture (or strengthen it)
     without adding an edge twice where both sources carry it. Returns (fused_y, w).
     """
-    w = torch.sigmoid(maps[:, 0:1])
-    gain_vis = 2.0 * torch.sigmoid(maps[:, 1:2])
-    gain_ir = 2.0 * torch.sigmoid(maps[:, 2:3])
+    gates = torch.sigmoid(maps[:, 0:3])  # one kernel over three planes (slices one by one: ~9x slower)
+    w = gates[:, 0:1]
+    gain_vis = 2.0 * gates[:, 1:2]
+    gain_ir = 2.0 * gates[:, 2:3]
     corr = 0.25 * torch.tanh(maps[:, 3:4])
     both = torch.cat([y_vis, thermal], dim=1)
     base, detail = split_base_detail(both, radius)
