@@ -85,7 +85,7 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _sccosf_masker(checkpoint: str | None, threads: int | None) -> tuple[str, MaskFn, str]:
+def sccosf_masker(checkpoint: str | None, threads: int | None) -> tuple[str, MaskFn, str]:
     from sccosf_ros.engine import FusionEngine
 
     engine = FusionEngine(checkpoint, device="cpu", num_threads=threads)
@@ -96,7 +96,7 @@ def _sccosf_masker(checkpoint: str | None, threads: int | None) -> tuple[str, Ma
     )
 
 
-def _teacher_masker(weights: str | None, flip: bool) -> tuple[str, MaskFn, str]:
+def teacher_masker(weights: str | None, flip: bool) -> tuple[str, MaskFn, str]:
     from sccosf_train.teachers import mfnet
 
     model = mfnet.load_mfnet(weights)
@@ -119,12 +119,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         torch.set_num_threads(args.threads)
     makers: list[Callable[[], tuple[str, MaskFn, str]]] = [
-        (lambda c=c: _sccosf_masker(c, args.threads)) for c in (args.checkpoint or [None])
+        (lambda c=c: sccosf_masker(c, args.threads)) for c in (args.checkpoint or [None])
     ]
     if not args.no_teacher:
-        makers.append(lambda: _teacher_masker(args.teacher_weights, False))
+        makers.append(lambda: teacher_masker(args.teacher_weights, False))
         if args.teacher_flip:
-            makers.append(lambda: _teacher_masker(args.teacher_weights, True))
+            makers.append(lambda: teacher_masker(args.teacher_weights, True))
     models = [make() for make in makers]
     masks: dict[str, list[tuple[str, np.ndarray]]] = {label: [] for label, _, _ in models}
     seconds = dict.fromkeys(masks, 0.0)

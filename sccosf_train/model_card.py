@@ -8,9 +8,12 @@ project's metrics (:mod:`sccosf_ros.metrics.fusion`, one convention for all thre
 * SeAFusion's published output (Tang et al., Information Fusion 82, 2022);
 * the trivial baseline: per-pixel maximum of visible luminance and infrared, visible chroma kept.
 
-It also scores segmentation on held-out synthetic scenes (seeds the trainer never uses) and draws a
-comparison sheet and a contact sheet of real night pairs (segmentation of real scenes has no labels here:
-look at it). Writes ``model_card.json``, ``model_card.md`` and the PNGs to DIR.
+It scores segmentation on the same real pairs with the box score (:mod:`sccosf_ros.metrics.boxes`, against
+the public MSRS detection boxes), next to the MFNet teacher's masks in the same run (``--no-teacher`` to skip
+it), and on held-out synthetic scenes (seeds the trainer never uses); and draws a comparison sheet and contact
+sheets of real night and day pairs with their masks over the fused image and the boxes drawn in. Writes
+``model_card.json`` (summaries; per-pair values only as the pair counts the card shows), ``model_card.md`` and
+the PNGs to DIR.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +29,13 @@ import cv2
 import numpy as np
 
 from sccosf_ros.engine import FusionEngine
-from sccosf_ros.imaging.color import colorize_mask, rgb_to_ycbcr, ycbcr_to_rgb
+from sccosf_ros.imaging.color import colorize_mask, overlay, rgb_to_ycbcr, ycbcr_to_rgb
+from sccosf_ros.metrics.boxes import Box, BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.report import ContactSheet
 from sccosf_ros.synthetic import generate_scene
+from sccosf_train.box_score import markdown_table, score_masks
 from sccosf_train.dataset import SyntheticDataset, seafusion_split
 
 # Disjoint from the trainer's synthetic streams (training: seed, validation: seed + 10000).
@@ -66,10 +72,44 @@ def _find(folder: Path, name: str) -> Path:
     raise FileNotFoundError(f"{folder}/{name}.*")
 
 
-def score_fusion(
-    engine: FusionEngine, root: Path, names: list[str], sheet: ContactSheet, night_sheet: ContactSheet
-) -> dict[str, Any]:
-    """Per-method mean metrics over ``names`` (and per-pair rows), filling the two picture sheets."""
+BOX_COLOURS = {1: (255, 0, 255), 2: (255, 255, 0), 3: (0, 255, 255)}  # car, person, bike outlines
+
+
+def mask_picture(
+    fused: np.ndarray, mask: np.ndarray, palette: np.ndarray, boxes: list[Box] | None
+) -> np.ndarray:
+    """The mask as a person reads it: palette colours over the fused image (background untouched), with
+    the annotated detection boxes outlined (car magenta, person yellow, bike cyan)."""
+    pic = overlay(fused, colorize_mask(mask, palette), alpha=0.6, mask=mask != 0)
+    for b in boxes or []:
+        cv2.rectangle(pic, (b.x0, b.y0), (b.x1 - 1, b.y1 - 1), BOX_COLOURS.get(b.cls, (255, 255, 255)), 2)
+    return pic
+
+
+@dataclass
+class Sheets:
+    """The card's pictures: every pair beside the references, and real night and day pairs with masks."""
+
+    comparison: ContactSheet
+    night: ContactSheet
+    day: ContactSheet
+    boxes: BoxDir | None = None
+    masks: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+    def add(self, name: str, images: dict[str, np.ndarray], mask: np.ndarray, palette: np.ndarray) -> None:
+        self.masks.append((name, mask))
+        self.comparison.add(name, images)
+        frame_boxes = self.boxes.boxes(name, mask.shape[1], mask.shape[0]) if self.boxes else None
+        picture = dict(images)
+        picture["segmentation over fused"] = mask_picture(
+            images["SC-CoSF (ours)"], mask, palette, frame_boxes
+        )
+        keys = ("visible", "infrared", "SC-CoSF (ours)", "segmentation over fused")
+        (self.night if name.endswith("N") else self.day).add(name, {k: picture[k] for k in keys})
+
+
+def score_fusion(engine: FusionEngine, root: Path, names: list[str], sheets: Sheets) -> dict[str, Any]:
+    """Per-method mean metrics over ``names`` and per-metric pair counts, filling the picture sheets."""
     rows: dict[str, list[dict[str, float]]] = {"ours": [], "seafusion": [], "max": []}
     infer_ms: list[float] = []
     for name in names:
@@ -91,11 +131,7 @@ def score_fusion(
             "SC-CoSF (ours)": res.fused,
             "segmentation": colorize_mask(res.mask, engine.palette),
         }
-        sheet.add(name, images)
-        if name.endswith("N"):
-            night_sheet.add(
-                name, {k: images[k] for k in ("visible", "infrared", "SC-CoSF (ours)", "segmentation")}
-            )
+        sheets.add(name, images, res.mask, engine.palette)
     means = {k: {m: float(np.nanmean([r[m] for r in v])) for m in FUSION_METRICS} for k, v in rows.items()}
     ours = means["ours"]
     wins_sea = [m for m in SCORED if ours[m] > means["seafusion"][m]]
@@ -108,7 +144,6 @@ def score_fusion(
         "wins_vs_max": wins_max,
         "ssim_not_below_seafusion": ours["SSIM"] >= means["seafusion"]["SSIM"],
         "engine_ms_median": float(np.median(infer_ms)) if infer_ms else None,
-        "per_pair": {k: dict(zip(names, v, strict=True)) for k, v in rows.items()},
     }
 
 
@@ -121,6 +156,31 @@ def pairs_won(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, in
     return {
         ref: {m: int(sum(o[m] > r[m] for o, r in zip(rows["ours"], rows[ref], strict=True))) for m in metrics}
         for ref in ("seafusion", "max")
+    }
+
+
+def score_boxes(
+    sheets: Sheets, root: Path, names: list[str], teacher: bool, teacher_weights: str | None
+) -> dict[str, Any] | None:
+    """Box score of the checkpoint's masks (collected while scoring fusion) and, in the same run on the same
+    pairs, of the MFNet teacher's: the comparison the card reports. None without a box folder."""
+    if sheets.boxes is None:
+        return None
+    results = {"SC-CoSF (this model)": score_masks(sheets.masks, sheets.boxes)[0]}
+    if teacher:
+        from sccosf_train.box_score import teacher_masker
+
+        _, run_teacher, _ = teacher_masker(teacher_weights, False)
+        masks = [
+            (n, run_teacher(_read_rgb(_find(root / "vi", n)), _read_gray(_find(root / "ir", n))))
+            for n in names
+        ]
+        results["MFNet (teacher, IROS 2017)"] = score_masks(masks, sheets.boxes)[0]
+    return {
+        "boxes": str(sheets.boxes.root),
+        "variants": sheets.boxes.variants,
+        "pairs": len(names),
+        "results": results,
     }
 
 
@@ -170,6 +230,15 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"SSIM not below SeAFusion's: {f['ssim_not_below_seafusion']}.",
         "",
     ]
+    b = card.get("box_score")
+    if b:
+        lines += [
+            f"Segmentation on the same {b['pairs']} real pairs, scored against the MSRS detection boxes "
+            "(box score, docs/metrics.md):",
+            "",
+            markdown_table(b["results"]),
+            "",
+        ]
     s = card["segmentation"]
     lines += [
         f"Segmentation on {s['scenes']} held-out synthetic scenes ({s['size'][0]}x{s['size'][1]}, seed "
@@ -198,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         help="size of the held-out synthetic scenes",
     )
     p.add_argument("--max-pairs", type=int, default=None, help="score only the first N validation pairs")
+    p.add_argument("--boxes", help="detection boxes (MSRS box layout); default MSRS_ROOT/boxes when present")
+    p.add_argument("--no-teacher", action="store_true", help="do not score the MFNet teacher beside it")
+    p.add_argument(
+        "--teacher-weights", help="mfnet_final.pth; default ../shared/teachers/mfnet/ by the checkout"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -207,17 +281,23 @@ def main(argv: list[str] | None = None) -> int:
     engine = FusionEngine(args.checkpoint, device=args.device, num_threads=args.threads)
     _, val = seafusion_split(root)
     val = val[: args.max_pairs] if args.max_pairs else val
-    sheet = ContactSheet(
-        ["visible", "infrared", "max baseline", "SeAFusion", "SC-CoSF (ours)", "segmentation"], columns=6
+    rows = ["visible", "infrared", "SC-CoSF (ours)", "segmentation over fused"]
+    boxes = Path(args.boxes) if args.boxes else root / "boxes"
+    sheets = Sheets(
+        ContactSheet(["visible", "infrared", "max baseline", "SeAFusion", "SC-CoSF (ours)", "segmentation"]),
+        ContactSheet(rows),
+        ContactSheet(rows),
+        BoxDir(boxes) if boxes.is_dir() else None,
     )
-    night = ContactSheet(["visible", "infrared", "SC-CoSF (ours)", "segmentation"], columns=6)
     card = {
         "checkpoint": str(args.checkpoint),
-        "fusion": score_fusion(engine, root, val, sheet, night),
+        "fusion": score_fusion(engine, root, val, sheets),
+        "box_score": score_boxes(sheets, root, val, not args.no_teacher, args.teacher_weights),
         "segmentation": score_segmentation(engine, args.synthetic_scenes, tuple(args.synthetic_size)),
     }
-    sheet.save(out / "fusion_comparison.png")
-    night.save(out / "night_contact_sheet.png")
+    sheets.comparison.save(out / "fusion_comparison.png")
+    sheets.night.save(out / "night_contact_sheet.png")
+    sheets.day.save(out / "day_contact_sheet.png")
     (out / "model_card.json").write_text(json.dumps(card, indent=1, default=float))
     md = render_markdown(card)
     (out / "model_card.md").write_text(md)
