@@ -94,6 +94,8 @@ class TrainConfig:
         if self.holdout is None:
             self.holdout = "none"
         for name, choices in _CHOICES.items():
+            if getattr(self, name) is None and "none" in choices:  # the CLI reads "--x none" as None
+                setattr(self, name, "none")
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         if self.resume and self.init_from:

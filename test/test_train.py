@@ -132,6 +132,13 @@ def test_resume_from_a_folder_without_state_names_the_file(tmp_path, one_thread)
         train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "o"), resume=str(tmp_path)))
 
 
+def test_seg_class_weights_none_from_the_command_line():
+    assert (
+        load_config(None, vars(build_parser().parse_args(["--seg-class-weights", "none"]))).seg_class_weights
+        == "none"
+    )
+
+
 def test_val_split_none_from_the_command_line_means_no_split():
     ns = vars(build_parser().parse_args(["--val-split", "none"]))
     ns.pop("config"), ns.pop("print_config")
