@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     command = ["sccosf-train", *(sys.argv[1:] if argv is None else argv)]
-    summary = train(cfg, command=command)
+    try:
+        summary = train(cfg, command=command)
+    except (ValueError, OSError, RuntimeError) as exc:  # bad data or options: say what, not a traceback
+        print(f"sccosf-train: error: {exc}", file=sys.stderr)
+        return 2
     if summary.get("world_size", 1) == 1 or _rank() == 0:
         brief = {k: summary[k] for k in ("epochs_completed", "wall_time_s", "train_images_per_s", "best")}
         print(json.dumps(brief, default=str))

@@ -354,3 +354,22 @@ def test_validation_scores_real_pairs_with_boxes(tmp_path):
     res = tally.result(["c"] * 9)
     assert tally.box_score.frames == 1 and res["box_f_car"] == 1.0 and res["box_boxless_share"] == 0.0
     assert math.isnan(res["box_f_person"]) and res["box_f"] == 1.0  # no person object: left out of the mean
+
+
+def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
+    import cv2
+
+    from sccosf_train.cli import main
+
+    # class weights need labelled samples; a real folder without labels and no synthetic scenes has none
+    root = tmp_path / "msrs"
+    for sub in ("ir", "vi"):
+        (root / sub).mkdir(parents=True)
+    for n in ("a", "b"):
+        cv2.imwrite(str(root / "ir" / f"{n}.png"), np.zeros((64, 80), np.uint8))
+        cv2.imwrite(str(root / "vi" / f"{n}.png"), np.zeros((64, 80, 3), np.uint8))
+    argv = ["--msrs-root", str(root), "--val-split", "none", "--synthetic-train", "0", "--synthetic-val", "0"]
+    argv += ["--seg-class-weights", "enet", "--crop", "64", "80", "--batch-size", "2", "--workers", "0"]
+    argv += ["--pretrained-encoder", "none", "--out", str(tmp_path / "out"), "--progress", "false"]
+    assert main(argv) == 2
+    assert "labelled" in capsys.readouterr().err
