@@ -69,6 +69,8 @@ HELP: dict[str, str] = {
     "ohem_thresh": "online hard example mining: keep pixels with true-class probability below this",
     "seg_class_weights": "segmentation class weights: none, or enet (1/ln(1.02 + class frequency), counted "
     "on up to 64 labelled training samples; lifts thin, rare classes)",
+    "class_weight_power": "raise the class weights to this power: 1 = ENet's weights, 0.5 = their square "
+    "roots (recall of rare classes traded back for precision)",
     "val_every": "validate every N epochs (and always after the last)",
     "val_batch_size": "validation batch size",
     "val_max_pairs": "use only the first N real validation pairs (quick runs)",

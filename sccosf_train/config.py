@@ -64,6 +64,7 @@ class TrainConfig:
     grad_mode: str = LossWeights.grad_mode
     ohem_thresh: float | None = None
     seg_class_weights: str = "none"  # none | enet (estimated from the labelled training samples)
+    class_weight_power: float = 1.0  # weights ** power: 1 = ENet's, 0.5 = a milder tilt to rare classes
     # validation
     val_every: int = 1
     val_batch_size: int = 4
@@ -100,6 +101,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         if self.resume and self.init_from:
             raise ValueError("give --resume (continue a run) or --init-from (start from weights), not both")
+        if not 0 < self.class_weight_power <= 1:
+            raise ValueError(f"class_weight_power must be in (0, 1], got {self.class_weight_power}")
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
         if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map

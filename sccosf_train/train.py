@@ -129,7 +129,7 @@ def _class_weights(cfg: TrainConfig, train_ds: Dataset, data: dict[str, Any]) ->
     if cfg.seg_class_weights != "enet":
         return None
     counts = estimate_class_counts(train_ds, cfg.num_classes, seed=cfg.seed)
-    weights = enet_class_weights(counts)
+    weights = tuple(w**cfg.class_weight_power for w in enet_class_weights(counts))
     data["seg_class_pixel_counts"] = counts.tolist()
     data["seg_class_weights"] = [round(v, 4) for v in weights]
     return weights

@@ -373,3 +373,20 @@ def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
     argv += ["--pretrained-encoder", "none", "--out", str(tmp_path / "out"), "--progress", "false"]
     assert main(argv) == 2
     assert "labelled" in capsys.readouterr().err
+
+
+def test_class_weight_power_softens_the_enet_weights():
+    from sccosf_train.losses import enet_class_weights
+    from sccosf_train.train import _class_weights
+
+    ds = SyntheticDataset(4, seed=3, size=(48, 64))
+    full, half = {}, {}
+    w1 = _class_weights(TrainConfig(seg_class_weights="enet"), ds, full)
+    w2 = _class_weights(TrainConfig(seg_class_weights="enet", class_weight_power=0.5), ds, half)
+    assert w1 == enet_class_weights(full["seg_class_pixel_counts"])
+    assert (
+        w2 == pytest.approx([v**0.5 for v in w1])
+        and half["seg_class_weights"][0] < full["seg_class_weights"][1]
+    )
+    with pytest.raises(ValueError, match="class_weight_power"):
+        TrainConfig(class_weight_power=0)
