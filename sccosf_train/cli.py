@@ -67,6 +67,9 @@ HELP: dict[str, str] = {
     "grad_mode": "texture term: l1 (fused Sobel magnitude toward the larger source's, both ways) or floor "
     "(only a shortfall below it costs; extra detail is left to the SSIM term)",
     "ohem_thresh": "online hard example mining: keep pixels with true-class probability below this",
+    "fusion_anchor": "a checkpoint (e.g. the one --init-from starts at) whose fused image this run's is held "
+    "close to, by an L1 term on the fused luminance: retrain the segmentation without losing the fusion",
+    "w_anchor": "weight of the --fusion-anchor term",
     "seg_class_weights": "segmentation class weights: none, or enet (1/ln(1.02 + class frequency), counted "
     "on up to 64 labelled training samples; lifts thin, rare classes)",
     "class_weight_power": "raise the class weights to this power: 1 = ENet's weights, 0.5 = their square "

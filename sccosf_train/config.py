@@ -63,6 +63,8 @@ class TrainConfig:
     fg_target: str = LossWeights.fg_target
     grad_mode: str = LossWeights.grad_mode
     ohem_thresh: float | None = None
+    fusion_anchor: str | None = None  # checkpoint whose fused image the run's fused image is held close to
+    w_anchor: float = 10.0  # weight of that L1 term
     seg_class_weights: str = "none"  # none | enet (estimated from the labelled training samples)
     class_weight_power: float = 1.0  # weights ** power: 1 = ENet's, 0.5 = a milder tilt to rare classes
     # validation

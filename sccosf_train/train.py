@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ from sccosf_train.data import (
     steps_per_epoch,
 )
 from sccosf_train.logs import RunLog
-from sccosf_train.losses import LossWeights, enet_class_weights, joint_loss
+from sccosf_train.losses import enet_class_weights
+from sccosf_train.objectives import JointObjective, Objective, make_objective
 from sccosf_train.optim import Optimisation, build_optimisation, freeze_except, lr_lambda, set_train_mode
 from sccosf_train.record import RunInfo, TrainState, summary
 from sccosf_train.runtime import (
@@ -61,27 +61,8 @@ __all__ = [
     "train",
 ]
 
-Objective = Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]
-"""(network outputs, batch on the device) -> named losses, ``"total"`` being the one optimised."""
 
 MAX_SKIPPED_STEPS = 20
-
-
-class JointObjective:
-    """The default objective: segmentation cross-entropy plus the fusion loss (:func:`joint_loss`)."""
-
-    def __init__(self, weights: LossWeights) -> None:
-        self.weights = weights
-
-    def __call__(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return joint_loss(
-            {k: v.float() for k, v in outputs.items()},
-            batch["rgb"],
-            batch["thermal"],
-            batch["labels"],
-            batch["has_labels"],
-            self.weights,
-        )
 
 
 @dataclass
@@ -178,7 +159,7 @@ def setup(cfg: TrainConfig, d: Dist, command: list[str], objective: Objective | 
         out=out,
         model=model,
         net=net,
-        objective=objective or JointObjective(cfg.loss_weights(weights)),
+        objective=objective or make_objective(cfg, weights, device),
         optimisation=optimisation,
         train_ds=train_ds,
         vals=vals,

@@ -390,3 +390,29 @@ def test_class_weight_power_softens_the_enet_weights():
     )
     with pytest.raises(ValueError, match="class_weight_power"):
         TrainConfig(class_weight_power=0)
+
+
+def test_fusion_anchor_adds_the_l1_to_the_reference_fused_image(random_checkpoint):
+    from sccosf_ros.checkpoint import build_from_checkpoint
+    from sccosf_train.objectives import FusionAnchor, JointObjective, make_objective
+
+    reference, _ = build_from_checkpoint(random_checkpoint)
+    sample = SyntheticDataset(2, seed=4, size=(64, 80))
+    batch = {
+        k: torch.stack([sample[i][k] for i in range(2)]) for k in ("rgb", "thermal", "labels", "has_labels")
+    }
+    base = JointObjective(TrainConfig().loss_weights())
+    anchored = FusionAnchor(base, reference, weight=10.0)
+    with torch.no_grad():
+        same = reference(batch["rgb"], batch["thermal"])
+        other = dict(same, fused_y=same["fused_y"] * 0.5)
+    a = anchored(same, batch)
+    assert a["anchor"] == 0 and torch.isclose(a["total"], base(same, batch)["total"])  # no drift, no cost
+    b = anchored(other, batch)
+    drift = (same["fused_y"] * 0.5).abs().mean()
+    assert torch.isclose(b["anchor"], drift) and torch.isclose(
+        b["total"], base(other, batch)["total"] + 10 * drift
+    )
+    anchored_cfg = TrainConfig(fusion_anchor=str(random_checkpoint))
+    assert isinstance(make_objective(anchored_cfg, None, torch.device("cpu")), FusionAnchor)
+    assert isinstance(make_objective(TrainConfig(), None, torch.device("cpu")), JointObjective)
