@@ -268,6 +268,26 @@ def warm_up(engine: Any, rgb: bags.TopicInfo) -> float | None:
     return float(engine.warmup(height, width, runs=1))
 
 
+def _compressed_inputs(bag: str | Path, inputs: list[str]) -> bool:
+    """Whether the two input topics are CompressedImage (both must be the same kind, as in the node)."""
+    topics = bags.bag_topics(bag)
+    for t in inputs:
+        if t not in topics:
+            raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
+    kinds = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
+    if len(kinds) != 1:
+        raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
+    return kinds.pop()
+
+
+def _box_scorer(bag: str | Path, cfg: EvalConfig) -> BoxFrameScorer | None:
+    if cfg.boxes is None:
+        return None
+    box_dir = BoxDir(cfg.boxes)
+    names, source = load_frame_names(cfg.box_names, bag, cfg.rgb_topic, box_dir)
+    return BoxFrameScorer(box_dir, names, source)
+
+
 def evaluate_bag(
     bag: str | Path, out_dir: str | Path, config: EvalConfig | None = None, engine: Any = None
 ) -> dict[str, Any]:
@@ -278,25 +298,15 @@ def evaluate_bag(
     cfg = config or EvalConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    topics = bags.bag_topics(bag)
     inputs = [cfg.rgb_topic, cfg.thermal_topic]
-    for t in inputs:  # fail before loading labels or the model when the bag cannot be evaluated
-        if t not in topics:
-            raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
+    compressed = _compressed_inputs(bag, inputs)  # fail before labels or the model when the bag cannot do
     labels, label_note = load_labels(bag, cfg.label_topic)
-    box_scorer = None
-    if cfg.boxes is not None:  # before the model loads: a wrong mapping fails fast
-        box_dir = BoxDir(cfg.boxes)
-        names, source = load_frame_names(cfg.box_names, bag, cfg.rgb_topic, box_dir)
-        box_scorer = BoxFrameScorer(box_dir, names, source)
+    box_scorer = _box_scorer(bag, cfg)  # before the model loads: a wrong mapping fails fast
     copy_topics = inputs + ([cfg.label_topic] if labels is not None and cfg.label_topic else [])
-    compressed = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
-    if len(compressed) != 1:
-        raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
     engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision, cfg.num_threads, cfg.backend)
     recorder = _RecordingEngine(engine)
     processor = PairProcessor(
-        recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed.pop()
+        recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed
     )
     pairer = ApproximateTimePairer(cfg.queue_size, cfg.slop)
     scorer = FrameScorer(
