@@ -101,10 +101,10 @@ class Sheets:
         self.comparison.add(name, images)
         frame_boxes = self.boxes.boxes(name, mask.shape[1], mask.shape[0]) if self.boxes else None
         picture = dict(images)
-        picture["segmentation over fused"] = mask_picture(
+        picture["mask and boxes"] = mask_picture(
             images["SC-CoSF (ours)"], mask, palette, frame_boxes
         )
-        keys = ("visible", "infrared", "SC-CoSF (ours)", "segmentation over fused")
+        keys = ("visible", "infrared", "SC-CoSF (ours)", "mask and boxes")
         (self.night if name.endswith("N") else self.day).add(name, {k: picture[k] for k in keys})
 
 
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = FusionEngine(args.checkpoint, device=args.device, num_threads=args.threads)
     _, val = seafusion_split(root)
     val = val[: args.max_pairs] if args.max_pairs else val
-    rows = ["visible", "infrared", "SC-CoSF (ours)", "segmentation over fused"]
+    rows = ["visible", "infrared", "SC-CoSF (ours)", "mask and boxes"]
     boxes = Path(args.boxes) if args.boxes else root / "boxes"
     sheets = Sheets(
         ContactSheet(["visible", "infrared", "max baseline", "SeAFusion", "SC-CoSF (ours)", "segmentation"]),
