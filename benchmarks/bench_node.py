@@ -94,7 +94,9 @@ def main() -> int:
     ap.add_argument("--rgb-hz", type=float, default=30.0, help="RGB camera rate")
     ap.add_argument("--thermal-hz", type=float, default=9.0, help="thermal camera rate (gpu_check: 30)")
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="the node's backend")
+    ap.add_argument(
+        "--backend", default="auto", choices=("auto", "torch", "onnxruntime"), help="the node's backend"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--num-threads", type=int, default=0)

@@ -3,7 +3,8 @@
 The ROS node, the ``sccosf-fuse`` CLI, evaluation and benchmarks all run the network through this one
 class, so input checks, thermal registration, precision handling and post-processing behave identically
 everywhere. What runs the network is a backend (:mod:`sccosf_ros.backends`): PyTorch (``torch``, the
-default) or the exported ONNX graph in ONNX Runtime (``onnxruntime``). The engine calls the backend for the
+default) or the exported ONNX graph in ONNX Runtime (``onnxruntime``), or ``auto`` (ONNX Runtime on a CPU
+where it is installed, PyTorch elsewhere: the node's default). The engine calls the backend for the
 forward only; every check, the registration, batching, the result type and the timings are here, shared.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sccosf_ros.backends import BACKENDS, Backend, BackendOutput, BackendUnavailableError
+from sccosf_ros.backends import BACKENDS, Backend, BackendOutput, BackendUnavailableError, resolve_backend
 from sccosf_ros.checkpoint import CheckpointError, CheckpointMeta
 from sccosf_ros.imaging.resize import validate_homography, warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
@@ -84,6 +85,17 @@ def _check_precision(precision: str, device: torch.device) -> str:
     if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision 'bf16' is not supported by this GPU: use 'fp16' or 'fp32'")
     return p
+
+
+def _pick_backend(backend: str, device: str | torch.device, precision: str, checkpoint: object) -> str:
+    """The backend's name checked, and ``auto`` resolved (:func:`sccosf_ros.backends.resolve_backend`)."""
+    backend = str(backend).strip().lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    on_cpu = _resolve_device(device).type == "cpu"
+    return resolve_backend(backend, on_cpu, str(precision).strip().lower(), str(checkpoint or ""))
 
 
 def _check_rgb(rgb: object) -> np.ndarray:
@@ -160,9 +172,7 @@ class FusionEngine:
         ort_providers: Sequence[str] | None = None,
         ort_session: dict[str, Any] | None = None,
     ) -> None:
-        backend = str(backend).strip().lower()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        backend = _pick_backend(backend, device, precision, checkpoint)
         if backend == "torch":
             self._device = _resolve_device(device)
             self._precision = _check_precision(precision, self._device)
@@ -218,7 +228,7 @@ class FusionEngine:
 
     @property
     def backend(self) -> str:
-        """``torch`` or ``onnxruntime``."""
+        """``torch`` or ``onnxruntime`` (what ``auto`` resolved to)."""
         return self._backend_name
 
     def describe(self) -> dict[str, Any]:

@@ -101,9 +101,7 @@ class Sheets:
         self.comparison.add(name, images)
         frame_boxes = self.boxes.boxes(name, mask.shape[1], mask.shape[0]) if self.boxes else None
         picture = dict(images)
-        picture["mask and boxes"] = mask_picture(
-            images["SC-CoSF (ours)"], mask, palette, frame_boxes
-        )
+        picture["mask and boxes"] = mask_picture(images["SC-CoSF (ours)"], mask, palette, frame_boxes)
         keys = ("visible", "infrared", "SC-CoSF (ours)", "mask and boxes")
         (self.night if name.endswith("N") else self.day).add(name, {k: picture[k] for k in keys})
 

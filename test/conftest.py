@@ -7,6 +7,8 @@ copy it to ``tmp_path`` before corrupting or modifying it.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,21 @@ def onnx_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     unchanged checkout does not export again (the key covers weights, size and the code; test_onnx.py)."""
     cache = getattr(request.config, "cache", None)
     return cache.mkdir("sccosf_onnx") if cache is not None else tmp_path_factory.mktemp("sccosf_onnx")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache_env(onnx_cache: Path) -> Iterator[None]:
+    """Nodes started by the tests with the default ``backend: auto`` export into that cache too, not the
+    user's ``~/.cache`` (child processes inherit the variable)."""
+    from sccosf_ros.onnx_export import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(onnx_cache)
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
 
 
 @pytest.fixture(scope="session")

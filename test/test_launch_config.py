@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sccosf_ros.node.launch_args import UNSET, node_launch
-from sccosf_ros.node.params import PARAMETERS, SPECS, ParameterError, validate
+from sccosf_ros.node.params import PARAMETERS, SPECS, ParameterError, parse_size, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "fusion.yaml"
@@ -158,6 +158,14 @@ def test_overrides_beat_the_params_file_in_rcl(tmp_path: Path) -> None:
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_warmup_size_is_height_by_width_or_empty() -> None:
+    assert parse_size("480x640") == (480, 640) and parse_size(" 240X320 ") == (240, 320)
+    assert parse_size("") is None and validate({"warmup_size": ""})["warmup_size"] == ""
+    for bad in ("640", "480x", "0x640", "-1x2", "axb", "1x2x3"):
+        with pytest.raises(ParameterError, match="warmup_size"):
+            validate({"warmup_size": bad})
 
 
 def test_docs_list_every_parameter() -> None:

@@ -524,6 +524,34 @@ def test_model_load_failure_and_label_mismatch_fail_activate(ctx: Any) -> None:
     node.destroy_node()
 
 
+@pytest.mark.timeout(20)
+def test_activation_prepares_the_model_for_warmup_size_and_fails_cleanly_if_it_cannot(ctx: Any) -> None:
+    class Warming(FakeEngine):
+        sizes: ClassVar[list[tuple[int, int]]] = []
+        fail = False
+
+        def warmup(self, height: int, width: int, runs: int = 2) -> float:
+            Warming.sizes.append((height, width))
+            if Warming.fail:
+                raise RuntimeError("ONNX export failed: no space left on device")
+            return 1.0
+
+    for size, expected in (("240x320", [(240, 320)]), ("", [])):
+        Warming.sizes = []
+        overrides = [Parameter("warmup_size", value=size)]
+        node = FusionNode(context=ctx, engine_factory=Warming, parameter_overrides=overrides)
+        assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+        assert Warming.sizes == expected  # the default (480x640) is prepared unless switched off
+        node.destroy_node()
+    Warming.fail = True
+    node = FusionNode(context=ctx, engine_factory=Warming)
+    assert node.trigger_configure() == SUCCESS
+    assert node.trigger_activate() != SUCCESS
+    assert "cannot load the model" in node.last_error and "no space left" in node.last_error
+    assert Warming.sizes == [(480, 640)] and FakeEngine.instances[-1].closed
+    node.destroy_node()
+
+
 @pytest.mark.timeout(60)
 def test_deactivate_frees_engine_and_activate_resumes(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory(params={"class_names": "road,car,person"})

@@ -409,7 +409,7 @@ def test_eval_cli_and_node_take_the_backend() -> None:
     from sccosf_ros.cli.evaluate import config_from_args
     from sccosf_ros.node.params import SPECS, ParameterError, validate
 
-    assert SPECS["backend"].default == "torch"
+    assert SPECS["backend"].default == "auto"
     assert validate({"backend": "onnxruntime"})["backend"] == "onnxruntime"
     with pytest.raises(ParameterError, match="backend"):
         validate({"backend": "tensorrt"})
@@ -429,6 +429,32 @@ def test_eval_cli_and_node_take_the_backend() -> None:
         backend="onnxruntime",
     )
     assert config_from_args(ns).backend == "onnxruntime"
+
+
+def test_auto_backend_is_onnxruntime_on_a_cpu_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from sccosf_ros.backends import ONNX_PACKAGES, resolve_backend
+
+    for name in ("torch", "onnxruntime"):
+        assert resolve_backend(name, on_cpu=True) == name  # explicit names are kept
+    assert resolve_backend("auto", on_cpu=True) == "onnxruntime"  # this venv has all three packages
+    assert resolve_backend("auto", on_cpu=False) == "torch"  # a GPU: the CUDA path of torch
+    assert resolve_backend("auto", on_cpu=True, precision="bf16") == "torch"  # the graph is fp32
+    assert resolve_backend("auto", on_cpu=False, checkpoint="/m/tiny.ONNX") == "onnxruntime"
+    real = importlib.util.find_spec
+    for missing in ONNX_PACKAGES:  # any one of the runtime and the exporter missing: torch
+        monkeypatch.setattr(importlib.util, "find_spec", lambda n, m=missing: None if n == m else real(n))
+        assert resolve_backend("auto", on_cpu=True) == "torch"
+
+
+def test_engine_resolves_auto(random_checkpoint: Path, onnx_cache: Path) -> None:
+    with FusionEngine(random_checkpoint, device="cpu", backend="auto", onnx_cache=onnx_cache) as engine:
+        assert engine.backend == "onnxruntime"
+    with FusionEngine(random_checkpoint, device="cpu", backend="auto", precision="bf16") as engine:
+        assert engine.backend == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        FusionEngine(random_checkpoint, device="cpu", backend="tensorrt")
 
 
 def test_node_passes_the_backend_to_the_engine() -> None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from sccosf_ros import bags
+from sccosf_ros.backends import BACKENDS
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag
 
 
@@ -112,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=("torch", "onnxruntime"),
-        help="onnxruntime: the exported ONNX graph (docs/onnx.md)",
+        choices=BACKENDS,
+        help="onnxruntime: the exported ONNX graph (docs/onnx.md); auto: onnxruntime on a CPU where "
+        "installed, else torch",
     )
     parser.add_argument("--max-pairs", type=int, help="stop after this many evaluated pairs")
     parser.add_argument("--no-bag", action="store_true", help="do not write the output bag")

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sccosf_ros.backends import BACKENDS
 from sccosf_ros.checkpoint import CheckpointError
 from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay, to_rgb, to_thermal_gray
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=("torch", "onnxruntime"),
+        choices=BACKENDS,
         help="onnxruntime: the exported ONNX graph (a .onnx --checkpoint, or exported per frame size "
         "into a cache); docs/onnx.md",
     )

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sccosf_ros import bags
+from sccosf_ros.backends import BACKENDS
 from sccosf_ros.cli.evaluate import add_common_arguments, config_from_args, print_summary
 
 
@@ -20,6 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="sccosf-replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_common_arguments(parser)
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="the node's backend (default auto, as the node's: onnxruntime on a CPU where installed)",
+    )
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0.5 = half speed)")
     parser.add_argument(
         "--start-node",

@@ -50,6 +50,7 @@ from sccosf_ros.node.params import (
     PARAMETERS,
     ParameterError,
     parse_homography,
+    parse_size,
     split_list,
     thermal_normalizer,
     validate,
@@ -142,7 +143,7 @@ class FusionNode(LifecycleNode):
         self._last_stamp: dict[str, int] = {}
         self._window_marks: list[tuple[float, int, int, int]] = []
         self._last_warn: dict[str, float] = {}
-        self._device = "none"
+        self._device = self._backend = "none"
         self._monotonic: Callable[[], float] = time.monotonic  # the clock of the warning windows (tests)
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -166,7 +167,7 @@ class FusionNode(LifecycleNode):
     def _load_engine(self) -> Engine:
         c = self.config
         hom = parse_homography(c["homography"])
-        return self._engine_factory(
+        engine = self._engine_factory(
             checkpoint=c["checkpoint"] or None,
             device=c["device"],
             precision=c["precision"],
@@ -175,6 +176,15 @@ class FusionNode(LifecycleNode):
             seg_refine=c["seg_refine"],
             backend=c["backend"],
         )
+        size = parse_size(c["warmup_size"])
+        if size is not None and hasattr(engine, "warmup"):
+            try:
+                ms = engine.warmup(*size, runs=2)  # onnxruntime: the export for this size, once per machine
+            except Exception:
+                engine.close()
+                raise
+            self.get_logger().info(f"model prepared for {size[0]}x{size[1]} frames ({ms:.0f} ms)")
+        return engine
 
     def _labels(self, engine: Engine) -> tuple[list[str], np.ndarray]:
         """Class names and palette: the engine's, replaced by the parameters when set (checked to fit)."""
@@ -210,6 +220,7 @@ class FusionNode(LifecycleNode):
             return self._fail(f"activate failed: {exc}")
         self.engine, self.class_names = engine, names
         self._device = f"{getattr(engine, 'device', 'unknown')} {c['precision']}"
+        self._backend = str(getattr(engine, "backend", c["backend"]))
         wanted = {
             name
             for name, flag in (
@@ -240,7 +251,8 @@ class FusionNode(LifecycleNode):
         self._start_worker()
         self._create_inputs()
         self.get_logger().info(
-            f"active: model on {self._device}, {len(names)} classes, publishing {sorted(wanted)}, "
+            f"active: model on {self._device} ({self._backend}), {len(names)} classes, "
+            f"publishing {sorted(wanted)}, "
             f"input QoS {c['input_qos']} ({self._describe_inputs()})"
         )
         return TransitionCallbackReturn.SUCCESS
@@ -290,7 +302,7 @@ class FusionNode(LifecycleNode):
             self.engine.close()  # FusionEngine.close() also empties the CUDA cache
             self.engine = None
         self._processor = None
-        self._device = "none"
+        self._device = self._backend = "none"
 
     def _destroy_diagnostics(self) -> None:
         if self._diag_timer is not None:
@@ -489,6 +501,7 @@ class FusionNode(LifecycleNode):
         values.update(counts)
         values["pairs_dropped_slow"] = self.slot.dropped
         values["device"] = self._device
+        values["backend"] = self._backend
         for s in INPUTS:
             values[f"input_reliability_{s}"] = self._input_reliability.get(s, "-")
         values["input_qos_changes"] = self._input_qos_changes

@@ -59,6 +59,25 @@ def _device(v: str) -> str | None:
     return None if DEVICE_RE.match(v) else f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}"
 
 
+def parse_size(v: str) -> tuple[int, int] | None:
+    """``"480x640"`` (height × width) → (480, 640); ``""`` → None."""
+    v = v.strip().lower()
+    if not v:
+        return None
+    parts = v.split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"must be 'HxW' with positive integers (e.g. '480x640') or '', got {v!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _size(v: str) -> str | None:
+    try:
+        parse_size(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _finite(v: float) -> str | None:
     return None if math.isfinite(v) else f"must be finite, got {v}"
 
@@ -134,13 +153,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Inference precision: fp32, fp16 (CUDA only) or bf16",
         _one_of("fp32", "fp16", "bf16"),
     ),
-    ParamSpec("num_threads", 0, "CPU threads for torch; 0 = torch's default", _int_at_least(0)),
+    ParamSpec("num_threads", 0, "CPU threads for the backend; 0 = its default (the cores)", _int_at_least(0)),
     ParamSpec(
         "backend",
-        "torch",
-        "Inference backend: torch, or onnxruntime (the exported ONNX graph; checkpoint a .onnx file or a "
-        ".safetensors exported per frame size into a cache; needs onnxruntime)",
-        _one_of("torch", "onnxruntime"),
+        "auto",
+        "Inference backend: auto (onnxruntime for fp32 on a CPU where it is installed, else torch), torch, "
+        "or onnxruntime (the exported ONNX graph; checkpoint a .onnx file or a .safetensors exported once "
+        "per frame size into a cache)",
+        _one_of("auto", "torch", "onnxruntime"),
+    ),
+    ParamSpec(
+        "warmup_size",
+        "480x640",
+        "Frame size HxW the model is prepared for at activation (onnxruntime: its one-time export, ~20 s "
+        "on 2 cores, cached), so no first frames are dropped; '' = none; other sizes prepared on arrival",
+        _size,
     ),
     ParamSpec(
         "seg_refine",

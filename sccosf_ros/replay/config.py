@@ -15,6 +15,7 @@ class ReplayError(RuntimeError):
 class ReplayConfig(EvalConfig):
     """Evaluation settings plus how to play: speed factor, node start, time limits."""
 
+    backend: str = "auto"  # the node's default (EvalConfig's offline default is torch)
     rate: float = 1.0
     start_node: bool = True
     node_args: list[str] = field(default_factory=list)  # extra ``--ros-args`` items for the started node

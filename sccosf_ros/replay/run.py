@@ -17,7 +17,7 @@ from sccosf_ros import bags
 from sccosf_ros.evaluation import load_labels
 from sccosf_ros.paths import with_fastdds_profile
 from sccosf_ros.replay.config import ReplayConfig
-from sccosf_ros.replay.scan import BagLabels, ReplayJob, check_bag, scan_bag
+from sccosf_ros.replay.scan import BagLabels, ReplayJob, check_bag, first_rgb_size, scan_bag
 from sccosf_ros.replay.supervisor import NodeProcess, node_command
 
 
@@ -59,7 +59,8 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig | None
     env = child_environment(domain)
     node_code = None
     with LivePlayer(cfg, domain) as player:
-        node = NodeProcess(node_command(cfg), job.out / "node.log", env) if cfg.start_node else None
+        cmd = node_command(cfg, first_rgb_size(job.scan, cfg))
+        node = NodeProcess(cmd, job.out / "node.log", env) if cfg.start_node else None
         try:
             playback = player.run(job.bag, job.scan, node)
         finally:

@@ -34,6 +34,13 @@ class BagScan:
     thermal_stamps: list[int] = field(default_factory=list)
 
 
+def first_rgb_size(scan: BagScan, cfg: ReplayConfig) -> str:
+    """'HxW' of the bag's first RGB image: the node prepares for it at activation (``warmup_size``)."""
+    m = scan.first[cfg.rgb_topic]
+    msg = bags.TYPESTORE.deserialize_cdr(m.data, m.msgtype)
+    return f"{msg.height}x{msg.width}"
+
+
 def check_bag(bag: Path, cfg: ReplayConfig) -> None:
     """Fail before starting anything when the bag lacks the input topics or holds other types."""
     topics = bags.bag_topics(bag)

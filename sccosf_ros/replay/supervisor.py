@@ -10,11 +10,12 @@ from pathlib import Path
 from sccosf_ros.replay.config import ReplayConfig, ReplayError
 
 
-def node_command(cfg: ReplayConfig) -> list[str]:
+def node_command(cfg: ReplayConfig, warmup_size: str = "") -> list[str]:
     """The node as ``ros2 run sccosf_ros fusion_node`` would start it, with the bag's topics remapped in.
 
     ``python -m`` rather than the ``fusion_node`` console script so a source checkout works uninstalled.
-    The node's default ``input_qos: auto`` follows the player's reliable publishers. ``node_args`` come
+    The node's default ``input_qos: auto`` follows the player's reliable publishers; ``warmup_size`` (the
+    bag's 'HxW') has it prepare the model for the bag's frames before it subscribes. ``node_args`` come
     last and override any of these.
     """
     params = {
@@ -23,6 +24,8 @@ def node_command(cfg: ReplayConfig) -> list[str]:
         "sync_slop": cfg.slop,
         "sync_queue_size": cfg.queue_size,
         "num_threads": cfg.num_threads or 0,
+        "backend": cfg.backend,
+        "warmup_size": f"'{warmup_size}'",  # quoted: '' is a string, not an empty value
     }
     if cfg.checkpoint:
         params["checkpoint"] = str(cfg.checkpoint)
