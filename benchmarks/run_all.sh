@@ -17,22 +17,25 @@ run $PY benchmarks/bench_scan.py --threads 2 --repeats 5 --seq-repeats 2
 run $PY benchmarks/bench_onnx.py --threads 2 --rounds 40 --pairs 10 --variants all --json "$OUT/bench_onnx.json"  # docs/onnx.md
 run $PY -m sccosf_train.model_card --checkpoint models/sccosf_tiny.safetensors --msrs-root "$MSRS" \
     --out "$OUT/model_card" --threads 2
+# README and docs/node.md, "Throughput with default parameters": the node as shipped, then with torch
+run $PY benchmarks/bench_node.py --duration 60 --input-qos auto --out "$OUT/node_default.json"
+run $PY benchmarks/bench_node.py --duration 60 --input-qos auto --backend torch --out "$OUT/node_default_torch.json"
 rm -rf "$OUT/msrs_val.bag" "$OUT/eval_msrs"
 mkdir -p "$OUT/msrs_val/vi" "$OUT/msrs_val/ir"
 for f in "$MSRS"/seafusion/*.png; do n=$(basename "$f"); cp "$MSRS/vi/$n" "$OUT/msrs_val/vi/"; cp "$MSRS/ir/$n" "$OUT/msrs_val/ir/"; done
 run .venv/bin/sccosf-bag from-folder --rgb "$OUT/msrs_val/vi" --thermal "$OUT/msrs_val/ir" "$OUT/msrs_val.bag"
 run .venv/bin/sccosf-eval "$OUT/msrs_val.bag" --out "$OUT/eval_msrs" --threads 2 --label-topic '' --no-progress
 run $PY benchmarks/bench_node.py --duration "${NODE_SECONDS:-600}" --num-threads "${NODE_THREADS:-1}" \
-    --input-qos sensor_data --out "$OUT/node.json"
+    --input-qos sensor_data --backend torch --out "$OUT/node.json"
 for refine in true false; do  # docs/node.md: the segmentation refinement's cost in the node (60 s each)
     run $PY benchmarks/bench_node.py --duration 60 --num-threads 1 --input-qos sensor_data \
-        --seg-refine $refine --out "$OUT/node_refine_${refine}.json"
+        --seg-refine $refine --backend torch --out "$OUT/node_refine_${refine}.json"
 done
-run $PY benchmarks/bench_node.py --duration 60 --num-threads 2 --input-qos sensor_data --out "$OUT/node_refine_t2.json"
+run $PY benchmarks/bench_node.py --duration 60 --num-threads 2 --input-qos sensor_data --backend torch --out "$OUT/node_refine_t2.json"
 for profile in shipped none; do  # docs/node.md: the Fast DDS profile's effect, best-effort and reliable input
     for qos in sensor_data reliable; do
         run $PY benchmarks/bench_node.py --duration 60 --num-threads 1 --input-qos $qos \
-            --fastdds-profile $profile --out "$OUT/node_${profile}_${qos}.json"
+            --fastdds-profile $profile --backend torch --out "$OUT/node_${profile}_${qos}.json"
     done
 done
 run $PY benchmarks/bench_qos_matrix.py --duration 20 --out "$OUT/qos_matrix.json"  # docs/node.md, "The input matrix"
