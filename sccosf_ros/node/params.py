@@ -70,14 +70,6 @@ def parse_size(v: str) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-def _size(v: str) -> str | None:
-    try:
-        parse_size(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def _finite(v: float) -> str | None:
     return None if math.isfinite(v) else f"must be finite, got {v}"
 
@@ -122,12 +114,17 @@ def parse_homography(text: str) -> list[float] | None:
     return values
 
 
-def _homography(v: str) -> str | None:
-    try:
-        parse_homography(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
+def _parses(parse: Callable[[str], object]) -> Validator:
+    """A validator from a parser: its ValueError's message is the complaint."""
+
+    def check(v: str) -> str | None:
+        try:
+            parse(v)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check
 
 
 def _palette(v: str) -> str | None:
@@ -167,7 +164,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "480x640",
         "Frame size HxW the model is prepared for at activation (onnxruntime: its one-time export, ~20 s "
         "on 2 cores, cached), so no first frames are dropped; '' = none; other sizes prepared on arrival",
-        _size,
+        _parses(parse_size),
     ),
     ParamSpec(
         "seg_refine",
@@ -209,7 +206,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "homography",
         "",
         "Thermal->RGB pixel homography, 9 row-major numbers; empty = resize only",
-        _homography,
+        _parses(parse_homography),
     ),
     ParamSpec("sync_queue_size", 10, "Approximate-time sync queue length per input", _int_at_least(1)),
     ParamSpec(
