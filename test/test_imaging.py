@@ -30,6 +30,7 @@ from sccosf_ros.imaging import (
     ycbcr_to_rgb,
 )
 from sccosf_ros.imaging.encodings import encoding_info
+from sccosf_ros.imaging.thermal import percentiles
 
 RNG = np.random.default_rng(0)
 
@@ -260,6 +261,24 @@ def test_palette_and_colorize() -> None:
         colorize_mask(mask.astype(np.int64) - 1, MSRS_PALETTE)[0, 0], [255, 255, 255]
     )
     np.testing.assert_array_equal(colorize_mask(mask.astype(np.int64), MSRS_PALETTE), colours)
+    # The uint8 fast path (OpenCV's LUT) on a strided view and an empty mask, against the general path.
+    big = np.random.default_rng(0).integers(0, 12, (48, 64), dtype=np.uint8)[:, ::3]
+    np.testing.assert_array_equal(
+        colorize_mask(big, MSRS_PALETTE), colorize_mask(big.astype(np.int64), MSRS_PALETTE)
+    )
+    assert colorize_mask(np.zeros((0, 4), np.uint8), MSRS_PALETTE).shape == (0, 4, 3)
+
+
+def test_percentiles_of_integer_images_equal_numpys() -> None:
+    """The histogram path for 8/16-bit frames gives np.percentile's 'linear' values."""
+    rng = np.random.default_rng(1)
+    for dtype, top in ((np.uint8, 256), (np.uint16, 65536), (np.uint16, 300)):
+        for shape in ((1, 1), (3, 5), (120, 160)):
+            image = rng.integers(0, top, shape, dtype=dtype)
+            for qs in ((1.0, 99.0), (0.0, 100.0), (0.5, 99.5), (37.0, 38.0)):
+                np.testing.assert_allclose(percentiles(image, qs), np.percentile(image, qs), rtol=1e-12)
+    floats = rng.random((30, 40)).astype(np.float32)
+    np.testing.assert_allclose(percentiles(floats, (1.0, 99.0)), np.percentile(floats, (1.0, 99.0)))
 
 
 def test_overlay() -> None:
