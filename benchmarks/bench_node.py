@@ -19,7 +19,6 @@ written to a temp dir (same compute, meaningless output): the report says which.
 from __future__ import annotations
 
 import argparse
-import array
 import contextlib
 import json
 import os
@@ -130,7 +129,7 @@ def main() -> int:
         os.environ[FASTDDS_PROFILE_ENV] = str(profile)
 
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
+    from node_rig import OutputRecorder, image_message
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -144,6 +143,7 @@ def main() -> int:
         f"    checkpoint: '{ckpt}'\n    device: '{args.device}'\n    precision: '{args.precision}'\n"
         f"    num_threads: {args.num_threads}\n    input_qos: '{args.input_qos}'\n"
         f"    seg_refine: {args.seg_refine}\n    backend: '{args.backend}'\n"
+        f"    warmup_size: '{args.size[0]}x{args.size[1]}'\n"  # prepared (ONNX: exported) before the clock
     )
     log = open(tmp / "node.log", "w")  # noqa: SIM115 - lives as long as the subprocess
     node_proc = subprocess.Popen(
@@ -155,22 +155,7 @@ def main() -> int:
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     peer = rclpy.create_node("bench_player", context=ctx)
-    lock = threading.Lock()
-    fused: list[tuple[int, int]] = []  # (stamp, received) ns
-    diags: list[dict[str, str]] = []
-
-    def on_fused(msg: Image) -> None:
-        now = peer.get_clock().now().nanoseconds
-        with lock:
-            fused.append((msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now))
-
-    def on_diag(msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if st.name.endswith(": fusion"):
-                diags.append({kv.key: kv.value for kv in st.values})
-
-    peer.create_subscription(Image, topics.OUTPUTS["fused"], on_fused, QoSProfile(depth=10))
-    peer.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
+    outputs = OutputRecorder(peer, QoSProfile(depth=10))
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {s: peer.create_publisher(Image, f"{s}/image", qos) for s in ("rgb", "thermal")}
     executor = SingleThreadedExecutor(context=ctx)
@@ -196,15 +181,10 @@ def main() -> int:
         h, w = args.size
         rgbs, ths = _frames(h, w, *args.thermal_size)
 
-        def message(img: np.ndarray, encoding: str) -> Image:
-            m = Image()
-            m.height, m.width = img.shape[:2]
-            m.encoding, m.step = encoding, img.strides[0]
-            m.header.frame_id = "bench"
-            m.data = array.array("B", img.tobytes())
-            return m
-
-        msgs = {"rgb": [message(x, "rgb8") for x in rgbs], "thermal": [message(x, "mono16") for x in ths]}
+        msgs = {
+            "rgb": [image_message(x, "rgb8", "bench") for x in rgbs],
+            "thermal": [image_message(x, "mono16", "bench") for x in ths],
+        }
         events = sorted(
             [(i / args.rgb_hz, "rgb", i) for i in range(int(args.duration * args.rgb_hz))]
             + [(i / args.thermal_hz, "thermal", i) for i in range(int(args.duration * args.thermal_hz))]
@@ -225,9 +205,9 @@ def main() -> int:
         play_s = time.monotonic() - start
         time.sleep(3.0)  # let the last pair finish and one more /diagnostics arrive
         rss_end = _rss_mb(node_proc.pid)
-        with lock:
-            lat = np.array([(r - s) / 1e6 for s, r in fused])
-        last = diags[-1] if diags else {}
+        fused = outputs.fused()
+        lat = np.array([(r - s) / 1e6 for s, r in fused])
+        last = outputs.last_diagnostics()
         report.update(
             sent=sent,
             play_s=round(play_s, 1),

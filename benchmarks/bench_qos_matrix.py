@@ -25,7 +25,6 @@ sending window (% of one core; 200 % = both cores of the development machine).
 from __future__ import annotations
 
 import argparse
-import array
 import json
 import os
 import subprocess
@@ -48,6 +47,7 @@ SETTLE_S = 3.0
 def camera(args: argparse.Namespace) -> int:
     """The camera role: wait for the node, settle, send ``rate * duration`` pairs, report on stdout."""
     import rclpy
+    from node_rig import image_message
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
@@ -74,15 +74,10 @@ def camera(args: argparse.Namespace) -> int:
         th = (7000 + 3000 * blob + rng.normal(0, 30, blob.shape)).astype(np.uint16)
         frames.append((rgb, th))
 
-    def message(img: np.ndarray, encoding: str) -> Image:
-        m = Image()
-        m.height, m.width = img.shape[:2]
-        m.encoding, m.step = encoding, img.strides[0]
-        m.header.frame_id = "bench_camera"
-        m.data = array.array("B", img.tobytes())
-        return m
-
-    msgs = [(message(r, "rgb8"), message(t, "mono16")) for r, t in frames]
+    msgs = [
+        (image_message(r, "rgb8", "bench_camera"), image_message(t, "mono16", "bench_camera"))
+        for r, t in frames
+    ]
     n = round(args.rate * args.duration)
     print("START", flush=True)
     t0 = time.monotonic()
@@ -137,10 +132,9 @@ def _figures(report: dict, got: list[tuple[int, int]], last: dict[str, str], cpu
 
 def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: float, index: int) -> dict:
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
+    from node_rig import OutputRecorder
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
 
     domain = 10 + (os.getpid() + 7 * index) % 80
     tmp = Path(tempfile.mkdtemp(prefix="bench_qos_"))
@@ -167,28 +161,8 @@ def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: floa
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     rec = rclpy.create_node("bench_recorder", context=ctx)
-    lock = threading.Lock()
-    fused: list[tuple[int, int]] = []
-    diags: list[dict[str, str]] = []
-
-    def on_fused(msg: Image) -> None:
-        now = rec.get_clock().now().nanoseconds
-        with lock:
-            fused.append((msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now))
-
-    def on_diag(msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if st.name.endswith(": fusion"):
-                diags.append({kv.key: kv.value for kv in st.values})
-
     rec_reliability = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
-    rec.create_subscription(
-        Image,
-        topics.OUTPUTS["fused"],
-        on_fused,
-        QoSProfile(depth=10, reliability=rec_reliability[args.recorder_qos]),
-    )
-    rec.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
+    outputs = OutputRecorder(rec, QoSProfile(depth=10, reliability=rec_reliability[args.recorder_qos]))
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(rec)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -214,9 +188,8 @@ def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: floa
         report = json.loads(line[5:])
         cam.wait(30)
         time.sleep(3.0)  # the last pair's inference and one more /diagnostics message
-        with lock:
-            got = sorted(fused)
-        row.update(_figures(report, got, diags[-1] if diags else {}, 100 * (cpu1 - cpu0) / (t1 - t0)))
+        got = sorted(outputs.fused())
+        row.update(_figures(report, got, outputs.last_diagnostics(), 100 * (cpu1 - cpu0) / (t1 - t0)))
     finally:
         if cam is not None and cam.poll() is None:
             cam.kill()

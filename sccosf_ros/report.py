@@ -113,12 +113,12 @@ class ContactSheet:
         return path
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN/inf become None (JSON has no NaN); numpy scalars become Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -259,7 +259,7 @@ def write_report(out_dir: str | Path, report: Mapping[str, Any]) -> tuple[Path, 
     """Write ``report.json`` (complete, per-frame values included) and ``report.md`` (summary)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    safe = _json_safe(dict(report))
+    safe = json_safe(dict(report))
     json_path, md_path = out / "report.json", out / "report.md"
     json_path.write_text(json.dumps(safe, indent=2) + "\n")
     md_path.write_text(render_markdown(safe))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sccosf_ros.metrics.boxes import BoxDir, BoxScore
+from sccosf_ros.report import json_safe
 from sccosf_train.dataset import read_split_file, read_thermal, read_visible, seafusion_split
 
 MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "box_score.json").write_text(json.dumps(_json_safe(report), indent=1))
+    (out / "box_score.json").write_text(json.dumps(json_safe(report), indent=1))
     md = [
         f"# {report['title']}",
         "",
@@ -174,18 +175,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     (out / "box_score.md").write_text("\n".join(md))
     return report
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:

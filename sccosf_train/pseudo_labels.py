@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +45,7 @@ import cv2
 import numpy as np
 
 from sccosf_ros.metrics.boxes import BOX_CLASSES, Box, BoxDir, BoxScore, consensus_box, merge_boxes
+from sccosf_ros.report import json_safe
 from sccosf_train.augment import IGNORE_INDEX
 from sccosf_train.box_score import markdown_table, split_names
 from sccosf_train.dataset import read_thermal, read_visible
@@ -200,16 +200,6 @@ def save_probs(path: Path, probs: np.ndarray, factor: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- running
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _check_out(out: Path, root: Path) -> None:
@@ -368,7 +358,7 @@ def generate(args: argparse.Namespace, rules: LabelRules) -> dict[str, Any]:
         "box_score_teacher_argmax": teacher_score.result(),
         "records": records,
     }
-    (out / "records.json").write_text(json.dumps(_json_safe(summary), indent=1))
+    (out / "records.json").write_text(json.dumps(json_safe(summary), indent=1))
     md = [
         f"# Pseudo labels: {len(names)} `{args.split}` pairs",
         "",
@@ -447,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Path(args.out)
             _check_out(out, Path(args.msrs_root))
             out.mkdir(parents=True, exist_ok=True)
-            (out / "compare.json").write_text(json.dumps(_json_safe(report), indent=1))
+            (out / "compare.json").write_text(json.dumps(json_safe(report), indent=1))
             (out / "compare.md").write_text(text)
         print(text)
         return 0

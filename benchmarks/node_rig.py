@@ -1,0 +1,61 @@
+"""The ROS side that ``bench_node.py`` and ``bench_qos_matrix.py`` share: camera images as messages, and
+what a running ``fusion_node`` sends back (when each fused image arrived; its ``/diagnostics`` counters).
+
+Imports rclpy's message types: import it after the Fast DDS environment is set.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
+
+from sccosf_ros import topics
+
+
+def image_message(img: np.ndarray, encoding: str, frame_id: str) -> Image:
+    """A ``sensor_msgs/Image`` of a contiguous array (header stamp left for the sender)."""
+    m = Image()
+    m.height, m.width = img.shape[:2]
+    m.encoding, m.step = encoding, img.strides[0]
+    m.header.frame_id = frame_id
+    m.data = array.array("B", img.tobytes())
+    return m
+
+
+class OutputRecorder:
+    """Subscribes ``node`` to ``sccosf/fused`` (with ``fused_qos``) and to the diagnostics."""
+
+    def __init__(self, node: Any, fused_qos: Any) -> None:
+        self._clock = node.get_clock()
+        self._lock = threading.Lock()
+        self._fused: list[tuple[int, int]] = []
+        self._diags: list[dict[str, str]] = []
+        node.create_subscription(Image, topics.OUTPUTS["fused"], self._on_fused, fused_qos)
+        node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
+
+    def _on_fused(self, msg: Image) -> None:
+        now = self._clock.now().nanoseconds
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self._lock:
+            self._fused.append((stamp, now))
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name.endswith(": fusion"):
+                with self._lock:
+                    self._diags.append({kv.key: kv.value for kv in st.values})
+
+    def fused(self) -> list[tuple[int, int]]:
+        """(header stamp, arrival) in ns of every fused image so far, in arrival order (one clock)."""
+        with self._lock:
+            return list(self._fused)
+
+    def last_diagnostics(self) -> dict[str, str]:
+        """The node's latest fusion status values ({} before the first)."""
+        with self._lock:
+            return dict(self._diags[-1]) if self._diags else {}
