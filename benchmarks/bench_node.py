@@ -129,7 +129,7 @@ def main() -> int:
         os.environ[FASTDDS_PROFILE_ENV] = str(profile)
 
     import rclpy
-    from node_rig import OutputRecorder, image_message
+    from node_rig import OutputRecorder, image_message, tear_down
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -241,18 +241,7 @@ def main() -> int:
             },
         )
     finally:
-        node_proc.terminate()
-        try:
-            node_proc.wait(20)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-        log.close()
-        executor.shutdown(timeout_sec=5)
-        # Let the spin thread return before the node and context go: a daemon thread still inside rclpy when
-        # the interpreter finalises made Fast DDS abort the process at exit (after the report was written).
-        spin_thread.join(timeout=5)
-        peer.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        tear_down(node_proc, log, executor, spin_thread, peer, ctx)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sample_pairs import sample_pairs
+
 from sccosf_ros.engine import FusionEngine
 
 MSRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrs"
@@ -44,24 +46,7 @@ def loadavg() -> str:
 
 
 def frames(n: int, height: int, width: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    import cv2
-
-    names = sorted(p.stem for p in (MSRS / "vi").glob("*.png")) if (MSRS / "vi").is_dir() else []
-    if names:
-        step = max(1, len(names) // n)
-        pairs = []
-        for name in names[::step][:n]:
-            rgb = cv2.cvtColor(cv2.imread(str(MSRS / "vi" / f"{name}.png")), cv2.COLOR_BGR2RGB)
-            th = cv2.imread(str(MSRS / "ir" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
-            if rgb.shape[:2] != (height, width):
-                rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-                th = cv2.resize(th, (width, height), interpolation=cv2.INTER_AREA)
-            pairs.append((rgb, th))
-        return pairs, f"{len(pairs)} real MSRS pairs ({MSRS})"
-    from sccosf_ros.onnx_export import check_inputs
-
-    rgb, th = check_inputs(height, width, n, seed=1)
-    return [(rgb[i], np.round(th[i] * 255).astype(np.uint8)) for i in range(n)], f"{n} synthetic frames"
+    return sample_pairs([MSRS], n, height, width, seed=1)
 
 
 def variants(args: argparse.Namespace) -> dict[str, dict]:

@@ -132,7 +132,7 @@ def _figures(report: dict, got: list[tuple[int, int]], last: dict[str, str], cpu
 
 def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: float, index: int) -> dict:
     import rclpy
-    from node_rig import OutputRecorder
+    from node_rig import OutputRecorder, tear_down
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -193,16 +193,7 @@ def run_one(args: argparse.Namespace, reliability: str, profile: str, rate: floa
     finally:
         if cam is not None and cam.poll() is None:
             cam.kill()
-        node_proc.terminate()
-        try:
-            node_proc.wait(20)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-        log.close()
-        executor.shutdown(timeout_sec=5)
-        spin.join(timeout=5)  # a spin thread inside rclpy at interpreter exit can make Fast DDS abort
-        rec.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+        tear_down(node_proc, log, executor, spin, rec, ctx)
     return row
 
 

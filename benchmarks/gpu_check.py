@@ -62,26 +62,9 @@ def sync() -> None:
 
 def pairs(n: int, h: int, w: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
     """``n`` (rgb, thermal uint8) pairs at h×w: real MSRS pairs if any folder has them, else synthetic."""
-    import cv2
+    from sample_pairs import sample_pairs
 
-    for root in MSRS_CANDIDATES:
-        names = sorted(p.stem for p in (root / "vi").glob("*.png")) if (root / "vi").is_dir() else []
-        names = [s for s in names if (root / "ir" / f"{s}.png").is_file()]
-        if names:
-            picked = names[:: max(1, len(names) // n)][:n]
-            out = []
-            for s in picked:
-                rgb = cv2.cvtColor(cv2.imread(str(root / "vi" / f"{s}.png")), cv2.COLOR_BGR2RGB)
-                th = cv2.imread(str(root / "ir" / f"{s}.png"), cv2.IMREAD_GRAYSCALE)
-                if rgb.shape[:2] != (h, w):
-                    rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-                    th = cv2.resize(th, (w, h), interpolation=cv2.INTER_AREA)
-                out.append((rgb, th))
-            return out, f"{len(out)} real MSRS pairs from {root}"
-    from sccosf_ros.onnx_export import check_inputs
-
-    rgb, th = check_inputs(h, w, n, seed=3)
-    return [(rgb[i], np.round(th[i] * 255).astype(np.uint8)) for i in range(n)], f"{n} synthetic frames"
+    return sample_pairs(MSRS_CANDIDATES, n, h, w, seed=3)
 
 
 def random_checkpoint(preset: str, folder: Path) -> Path:

@@ -7,6 +7,7 @@ Imports rclpy's message types: import it after the Fast DDS environment is set.
 from __future__ import annotations
 
 import array
+import subprocess
 import threading
 from typing import Any
 
@@ -59,3 +60,25 @@ class OutputRecorder:
         """The node's latest fusion status values ({} before the first)."""
         with self._lock:
             return dict(self._diags[-1]) if self._diags else {}
+
+
+def tear_down(
+    node_proc: subprocess.Popen, log: Any, executor: Any, spin: threading.Thread, node: Any, ctx: Any
+) -> None:
+    """Stop the node's process (SIGTERM, then kill after 20 s), then this side's executor, node and context.
+
+    The spin thread is joined before the node and context go: a daemon thread still inside rclpy when the
+    interpreter finalises made Fast DDS abort the process at exit (after the report was written).
+    """
+    import rclpy
+
+    node_proc.terminate()
+    try:
+        node_proc.wait(20)
+    except subprocess.TimeoutExpired:
+        node_proc.kill()
+    log.close()
+    executor.shutdown(timeout_sec=5)
+    spin.join(timeout=5)
+    node.destroy_node()
+    rclpy.try_shutdown(context=ctx)
