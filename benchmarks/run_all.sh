@@ -14,7 +14,7 @@ run $PY benchmarks/bench_core.py --runs 10
 run $PY benchmarks/bench_model.py --preset tiny --threads 2 --size 480 640 --runs 15 --fold-bn --no-profile
 run $PY benchmarks/bench_model.py --preset base --threads 2 --size 480 640 --runs 3 --fold-bn --no-profile --no-yardstick
 run $PY benchmarks/bench_scan.py --threads 2 --repeats 5 --seq-repeats 2
-run $PY benchmarks/bench_onnx.py --threads 2 --rounds 40 --pairs 10 --variants all --json "$OUT/bench_onnx.json"  # docs/onnx.md
+run $PY benchmarks/bench_onnx.py --rounds 30 --pairs 10 --variants all --json "$OUT/bench_onnx.json"  # docs/onnx.md
 run $PY -m sccosf_train.model_card --checkpoint models/sccosf_tiny.safetensors --msrs-root "$MSRS" \
     --out "$OUT/model_card" --threads 2
 # README and docs/node.md, "Throughput with default parameters": the node as shipped, then with torch
