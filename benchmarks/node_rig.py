@@ -6,7 +6,6 @@ Imports rclpy's message types: import it after the Fast DDS environment is set.
 
 from __future__ import annotations
 
-import array
 import subprocess
 import threading
 from typing import Any
@@ -16,16 +15,16 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from sccosf_ros import topics
+from sccosf_ros.imaging import numpy_to_image_fields
+from sccosf_ros.node.fusion_node import image_message as fusion_image_message
 
 
 def image_message(img: np.ndarray, encoding: str, frame_id: str) -> Image:
-    """A ``sensor_msgs/Image`` of a contiguous array (header stamp left for the sender)."""
-    m = Image()
-    m.height, m.width = img.shape[:2]
-    m.encoding, m.step = encoding, img.strides[0]
-    m.header.frame_id = frame_id
-    m.data = array.array("B", img.tobytes())
-    return m
+    """A ``sensor_msgs/Image`` of an array, encoded as the node encodes its outputs (stamp left to the
+    sender)."""
+    msg = fusion_image_message(numpy_to_image_fields(img, encoding))
+    msg.header.frame_id = frame_id
+    return msg
 
 
 class OutputRecorder:

@@ -45,6 +45,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from sccosf_ros import topics
+from sccosf_ros.imaging.encodings import ImageFields
 from sccosf_ros.imaging.palette import parse_palette
 from sccosf_ros.node.params import (
     PARAMETERS,
@@ -93,6 +94,18 @@ def reliability_name(policy: Any) -> str:
     """``ReliabilityPolicy.RELIABLE`` -> ``"reliable"`` (as node/qos.py and the diagnostics spell it)."""
     names = {v: k for k, v in POLICIES.items()}
     return names.get(policy, str(getattr(policy, "name", policy)).lower())
+
+
+def image_message(fields: ImageFields, header: Any = None) -> Image:
+    """A ``sensor_msgs/Image`` from encoded fields (``sccosf_ros.imaging.numpy_to_image_fields``)."""
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.encoding = fields.encoding
+    msg.height, msg.width, msg.step = fields.height, fields.width, fields.step
+    msg.is_bigendian = fields.is_bigendian
+    msg.data = fields.data
+    return msg
 
 
 def stamp_ns(msg: Any) -> int:
@@ -436,15 +449,9 @@ class FusionNode(LifecycleNode):
             if self.stats.on_warning(kind) == 1:
                 self.get_logger().warning(f"{message} (counted as warning.{kind}; not logged again)")
         for name, fields in out.images.items():
-            msg = Image()
-            msg.header = rgb_msg.header  # the RGB input's stamp and frame_id, never now()
-            msg.encoding = fields.encoding
-            msg.height, msg.width, msg.step = fields.height, fields.width, fields.step
-            msg.is_bigendian = fields.is_bigendian
-            msg.data = fields.data
             pub = self._pubs.get(name)
-            if pub is not None:
-                pub.publish(msg)
+            if pub is not None:  # the RGB input's stamp and frame_id, never now()
+                pub.publish(image_message(fields, rgb_msg.header))
         done = time.perf_counter()
         infer_ms = out.timings["infer"]
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns(rgb_msg)) / 1e6
