@@ -88,12 +88,12 @@ def make_qos(kind: str, depth: int) -> QoSProfile:
 
 
 POLICIES = {RELIABLE: ReliabilityPolicy.RELIABLE, BEST_EFFORT: ReliabilityPolicy.BEST_EFFORT}
+_POLICY_NAMES = {v: k for k, v in POLICIES.items()}
 
 
 def reliability_name(policy: Any) -> str:
     """``ReliabilityPolicy.RELIABLE`` -> ``"reliable"`` (as node/qos.py and the diagnostics spell it)."""
-    names = {v: k for k, v in POLICIES.items()}
-    return names.get(policy, str(getattr(policy, "name", policy)).lower())
+    return _POLICY_NAMES.get(policy, str(getattr(policy, "name", policy)).lower())
 
 
 def image_message(fields: ImageFields, header: Any = None) -> Image:
