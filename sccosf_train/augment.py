@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sccosf_train.rig_augment import RigRandomization, randomize_thermal, randomize_visible
+
 IGNORE_INDEX = 255
 
 
@@ -32,6 +34,8 @@ class AugmentConfig:
     thermal_gain: float = 0.15
     thermal_offset: float = 0.05  # in [0, 1] units
     thermal_noise: float = 0.01  # std of added Gaussian noise, [0, 1] units
+    aspect: float = 0.0  # anisotropic scale: height/width scale ratio drawn log-uniform in exp(±aspect)
+    rig: RigRandomization | None = None  # camera-rig randomisation (sccosf_train.rig_augment), or none
 
 
 def geometry_matrix(
@@ -41,18 +45,21 @@ def geometry_matrix(
     h, w = src_hw
     oh, ow = out_hw
     if rng is None or not cfg.enabled:
-        s, flip = 1.0, False
+        sx = sy = 1.0
+        flip = False
         ox, oy = (w - ow) / 2, (h - oh) / 2
     else:
         # Never scale below what the crop needs by more than the range allows; padding is fine (ignored).
-        s = float(rng.uniform(*cfg.scale)) * max(oh / h, ow / w, 1.0)
+        sx = sy = float(rng.uniform(*cfg.scale)) * max(oh / h, ow / w, 1.0)
         flip = bool(rng.random() < cfg.hflip)
-        sh, sw = h * s, w * s
+        if cfg.aspect > 0:
+            sy *= float(np.exp(rng.uniform(-cfg.aspect, cfg.aspect)))
+        sh, sw = h * sy, w * sx
         ox = rng.uniform(0, sw - ow) if sw >= ow else -rng.uniform(0, ow - sw)
         oy = rng.uniform(0, sh - oh) if sh >= oh else -rng.uniform(0, oh - sh)
-    if flip:  # x' = s * (w - 1 - x) - ox
-        return np.array([[-s, 0.0, s * (w - 1) - ox], [0.0, s, -oy]], np.float64)
-    return np.array([[s, 0.0, -ox], [0.0, s, -oy]], np.float64)
+    if flip:  # x' = sx * (w - 1 - x) - ox
+        return np.array([[-sx, 0.0, sx * (w - 1) - ox], [0.0, sy, -oy]], np.float64)
+    return np.array([[sx, 0.0, -ox], [0.0, sy, -oy]], np.float64)
 
 
 def warp_triple(
@@ -107,6 +114,8 @@ def augment_triple(
     if rgb.shape[:2] != thermal.shape[:2] or rgb.shape[:2] != labels.shape[:2]:
         raise ValueError(f"sizes differ: rgb {rgb.shape}, thermal {thermal.shape}, labels {labels.shape}")
     out_hw = tuple(rgb.shape[:2]) if out_hw is None else out_hw  # type: ignore[assignment]
+    if rng is not None and cfg.enabled and cfg.rig is not None:  # the sensors first, at their resolution
+        rgb, thermal = randomize_visible(rgb, rng, cfg.rig), randomize_thermal(thermal, rng, cfg.rig)
     M = geometry_matrix(rng, rgb.shape[:2], out_hw, cfg)  # type: ignore[arg-type]
     rgb, thermal, labels = warp_triple(rgb, thermal, labels, M, out_hw)  # type: ignore[arg-type]
     rgb_f = rgb.astype(np.float32) / 255.0

@@ -44,6 +44,14 @@ HELP: dict[str, str] = {
     "misregistration_px": "random thermal shift of synthetic scenes in pixels (robustness to calibration)",
     "crop": "H W training crop (after random scaling); multiples of 64 suit both presets",
     "augment": "random scale/crop/flip, visible photometric jitter, thermal gain/offset/noise",
+    "aug_scale": "random scale range of the training crops' source (relative to what the crop needs; "
+    "below 1 objects shrink, as on a rig with a wider lens or fewer pixels)",
+    "aug_aspect": "anisotropic scale: the height's scale is the width's times exp(U(-a, a))",
+    "aug_rig": "camera-rig randomisation: thermal AGC curves, noise, fixed-pattern noise, blur, resolution, "
+    "JPEG; visible exposure, white balance, noise, blur, resolution, JPEG (sccosf_train.rig_augment)",
+    "extra_real": "more real training folders (MSRS layout ir/ vi/), each "
+    "'root=DIR[,labels=DIR][,split=FILE][,repeat=N]': e.g. a second camera rig with pseudo labels; every "
+    "pair listed in split (default: all) trains, repeated N times an epoch",
     "epochs": "number of epochs",
     "batch_size": "batch size per process",
     "max_steps_per_epoch": "cap on optimizer steps per epoch (smoke tests, quick runs)",

@@ -40,6 +40,10 @@ class TrainConfig:
     misregistration_px: float = 0.0
     crop: tuple[int, int] = (256, 320)
     augment: bool = True
+    aug_scale: tuple[float, float] = (0.5, 1.25)  # random scale range (relative to what the crop needs)
+    aug_aspect: float = 0.0  # anisotropic scale: exp(±aug_aspect) between height and width
+    aug_rig: bool = False  # camera-rig randomisation (sccosf_train.rig_augment)
+    extra_real: tuple[str, ...] = ()  # more real training folders: "root=DIR,labels=DIR,split=FILE,repeat=N"
     # optimisation
     epochs: int = 30
     batch_size: int = 8
@@ -105,10 +109,17 @@ class TrainConfig:
             raise ValueError("give --resume (continue a run) or --init-from (start from weights), not both")
         if not 0 < self.class_weight_power <= 1:
             raise ValueError(f"class_weight_power must be in (0, 1], got {self.class_weight_power}")
+        self._check_augmentation()
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
         if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map
             raise ValueError("batch_size must be >= 2 (per process)")
+
+    def _check_augmentation(self) -> None:
+        if len(self.aug_scale) != 2 or not 0 < self.aug_scale[0] <= self.aug_scale[1]:
+            raise ValueError(f"aug_scale must be two numbers 0 < low <= high, got {self.aug_scale}")
+        if self.aug_aspect < 0:
+            raise ValueError(f"aug_aspect must be >= 0, got {self.aug_aspect}")
 
     def loss_weights(self, class_weights: tuple[float, ...] | None = None) -> LossWeights:
         return LossWeights(

@@ -18,6 +18,7 @@ from sccosf_train.dataset import (
     read_split_file,
     seafusion_split,
 )
+from sccosf_train.rig_augment import RigRandomization
 from sccosf_train.runtime import Dist, worker_init
 
 
@@ -70,6 +71,51 @@ def _real_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[Dataset, Datas
     return tr, val, info
 
 
+def parse_extra_real(spec: str) -> dict[str, Any]:
+    """``root=DIR[,labels=DIR][,split=FILE][,repeat=N]`` → keyword arguments (a bare path is the root)."""
+    out: dict[str, Any] = {"root": None, "labels": None, "split": None, "repeat": 1}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep and out["root"] is None:
+            key, value = "root", part
+        if key not in out or not value:
+            raise ValueError(f"extra_real {spec!r}: expected root=DIR[,labels=DIR][,split=FILE][,repeat=N]")
+        out[key] = int(value) if key == "repeat" else value
+    if out["root"] is None:
+        raise ValueError(f"extra_real {spec!r}: no root=DIR")
+    return out
+
+
+def _extra_real_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[list[Dataset], list[dict[str, Any]]]:
+    parts, info = [], []
+    for spec in cfg.extra_real:
+        kw = parse_extra_real(spec)
+        names = read_split_file(kw["split"]) if kw["split"] else None
+        ds = MSRSFolderDataset(
+            kw["root"],
+            names,
+            crop=cfg.crop,
+            augment=aug,
+            seed=cfg.seed + 7919 * (len(parts) + 1),  # its own augmentation stream
+            num_classes=cfg.num_classes,
+            label_root=kw["labels"],
+            repeat=kw["repeat"],
+        )
+        parts.append(ds)
+        info.append({**kw, "names": list(ds.names), "labelled": ds.num_labelled})
+    return parts, info
+
+
+def augment_config(cfg: TrainConfig) -> AugmentConfig:
+    """The training augmentation a configuration asks for."""
+    return AugmentConfig(
+        enabled=cfg.augment,
+        scale=(float(cfg.aug_scale[0]), float(cfg.aug_scale[1])),
+        aspect=cfg.aug_aspect,
+        rig=RigRandomization() if cfg.aug_rig else None,
+    )
+
+
 def _synthetic_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[Dataset | None, Dataset | None]:
     train = val = None
     if cfg.synthetic_train > 0:
@@ -97,7 +143,7 @@ def _synthetic_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[Dataset |
 
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, Any]]:
     """(train, [validation sets], data description for the summary)."""
-    aug = AugmentConfig(enabled=cfg.augment)
+    aug = augment_config(cfg)
     info: dict[str, Any] = {
         "msrs_root": None,
         "synthetic_train": cfg.synthetic_train,
@@ -111,7 +157,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, 
         real_train, real_val, real_info = _real_datasets(cfg, aug)
         info.update(real_info)
     synth_train, synth_val = _synthetic_datasets(cfg, aug)
-    train = MixedDataset([d for d in (real_train, synth_train) if d is not None])
+    extra, info["extra_real"] = _extra_real_datasets(cfg, aug)
+    train = MixedDataset([d for d in (real_train, *extra, synth_train) if d is not None])
     vals = [d for d in (real_val, synth_val) if d is not None]
     info["synthetic_fresh"] = cfg.synthetic_fresh
     info["train_samples"] = len(train)

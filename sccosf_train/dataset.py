@@ -130,8 +130,12 @@ class MSRSFolderDataset(_EpochSeeded):
         num_classes: int = NUM_CLASSES,
         label_dir: str | None = None,
         label_root: str | Path | None = None,
+        repeat: int = 1,
     ) -> None:
         super().__init__(crop, augment, seed)
+        if repeat < 1:
+            raise DatasetError(f"repeat must be >= 1, got {repeat}")
+        self.repeat = int(repeat)
         self.root = Path(root)
         self.num_classes = num_classes
         for sub in ("ir", "vi"):
@@ -173,15 +177,16 @@ class MSRSFolderDataset(_EpochSeeded):
         return {}
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.names) * self.repeat
 
     @property
     def num_labelled(self) -> int:
         return len(self._labels)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """Raw uint8 arrays (no augmentation) and whether real labels exist."""
-        name = self.names[index]
+        """Raw uint8 arrays (no augmentation) and whether real labels exist. With ``repeat`` > 1, index
+        ``i`` is pair ``i % len(names)`` (each repetition draws its own augmentation)."""
+        name = self.names[index % len(self.names)]
         rgb, th = read_visible(self._vi[name]), read_thermal(self._ir[name])
         if rgb.shape[:2] != th.shape[:2]:
             raise DatasetError(
@@ -200,7 +205,8 @@ class MSRSFolderDataset(_EpochSeeded):
     def __getitem__(self, index: int) -> dict[str, object]:
         rgb, th, lab, has = self.load(index)
         rgb_f, th_f, lab = augment_triple(rgb, th, lab, self.crop, self._rng(index), self.augment)
-        return _to_sample(rgb_f, th_f, lab, has, self.names[index], f"msrs:{self.root.name}")
+        name = self.names[index % len(self.names)]
+        return _to_sample(rgb_f, th_f, lab, has, name, f"msrs:{self.root.name}")
 
 
 class SyntheticDataset(_EpochSeeded):

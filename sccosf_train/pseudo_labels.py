@@ -20,6 +20,9 @@ real human annotations but only rectangles for three classes. Each corrects the 
    middle; this is the "box interior" weak label of box-supervised segmentation (Khoreva et al., CVPR 2017,
    "Simple Does It"), used only where the teacher found nothing. The rest of the box stays ignored.
 
+7. **don't-care boxes are ignored**: pixels inside a don't-care box (``BoxDir(ignore=...)``: an object cut by
+   the frame edge) and outside every real box become ignore.
+
 Everything else keeps the teacher's class, the five box-less classes included (boxes cannot judge them).
 Written as MSRS-like class-id PNGs (``OUT/Label/NAME.png``, uint8, 255 = ignore), optional teacher
 probabilities for distillation (``OUT/probs/NAME.npy``, float16 (9, H/4, W/4)), and a per-pair record of
@@ -119,6 +122,8 @@ def make_labels(
     label[low] = IGNORE_INDEX
     promoted = outside = missed_px = box_bg = core_px = 0
     objects = missed = 0
+    dont_care = [b for b in boxes if b.dont_care]  # objects cut by the frame edge: no label either way
+    boxes = [b for b in boxes if not b.dont_care]
     for c in BOX_CLASSES:
         mine = [b for b in boxes if b.cls == c]
         inside = _box_union(shape, mine)
@@ -149,7 +154,10 @@ def make_labels(
             bg = inside & (label == 0)
             box_bg += int(bg.sum())
             label[bg] = IGNORE_INDEX
+    unsure = _box_union(shape, dont_care) & ~_box_union(shape, boxes)
+    label[unsure] = IGNORE_INDEX
     rec.update(
+        dont_care=int(unsure.sum()),
         promoted=promoted,
         outside_box=outside,
         missed_box_background=missed_px,

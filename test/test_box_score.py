@@ -161,8 +161,66 @@ def test_box_dir_layout(tmp_path: Path) -> None:
         (2, "visible"),
     ]
     assert d.boxes("b", 8, 8) == [] and d.boxes("c", 8, 8) is None  # empty file vs not annotated
-    with pytest.raises(FileNotFoundError, match="none of the box folders"):
-        BoxDir(tmp_path / "fusion")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"neither NAME\.txt box files nor any of the box folders"):
+        BoxDir(tmp_path / "empty")
+
+
+def test_box_dir_single_variant_and_dont_care(tmp_path: Path) -> None:
+    boxes, ignore = tmp_path / "boxes", tmp_path / "ignore"
+    boxes.mkdir()
+    ignore.mkdir()
+    (boxes / "a.txt").write_text("2 0.5 0.5 0.5 0.5\n")
+    (boxes / "b.txt").write_text("")
+    (ignore / "a.txt").write_text("0 0.05 0.5 0.1 0.5 0.31\n")  # a cut person: 6 columns
+    d = BoxDir(boxes, ignore=ignore)
+    assert d.single_variant and d.names() == ["a", "b"]
+    a = d.boxes("a", 20, 20)
+    assert [(b.cls, b.dont_care) for b in a] == [(1, False), (2, True)]
+    assert d.boxes("b", 20, 20) == [] and d.boxes("c", 20, 20) is None
+    assert all(not b.dont_care for b in BoxDir(boxes).boxes("a", 20, 20))  # no ignore folder given
+    with pytest.raises(BoxFileError, match="expected 'class cx cy w h'"):
+        parse_yolo("0 0.5 0.5 0.2 0.2 0.3\n", 10, 10)  # extra columns only in don't-care files
+    with pytest.raises(FileNotFoundError, match="don't-care box folder"):
+        BoxDir(boxes, ignore=tmp_path / "nope")
+
+
+def test_dont_care_pixels_count_neither_for_nor_against_precision() -> None:
+    mask = np.zeros((10, 10), np.uint8)
+    mask[0:4, 0:4] = 2  # 16 person pixels inside a person box
+    mask[6:10, 0:2] = 2  # 8 person pixels in a don't-care person region
+    mask[6:10, 8:10] = 2  # 8 person pixels nowhere: false
+    mask[0:2, 8:10] = 1  # 4 car pixels in the person don't-care box: a don't-care of another class counts
+    real = Box(2, 0, 0, 4, 4)
+    dont_care = [Box(2, 0, 6, 2, 10, dont_care=True), Box(2, 8, 0, 10, 2, dont_care=True)]
+    score = BoxScore()
+    frame = score.update(mask, [real, *dont_care])
+    assert frame["person"] == {"pred_pixels": 24, "pred_in_box": 16, "objects": 1, "hits": 1}
+    res = score.result()["per_class"]
+    assert res["person"]["precision"] == pytest.approx(16 / 24)
+    assert res["car"]["pred_pixels"] == 4 and res["car"]["objects"] == 0  # don't-care boxes are no objects
+    # a pixel in both a real box and a don't-care box of its class counts as inside the real box
+    overlap = BoxScore().update(mask, [real, Box(2, 0, 0, 4, 4, dont_care=True)])
+    assert overlap["person"]["pred_in_box"] == 16 and overlap["person"]["pred_pixels"] == 32
+
+
+ROADSCENE = BOXES.parents[1] / "roadscene"
+
+
+@pytest.mark.skipif(not (ROADSCENE / "boxes").is_dir(), reason="../shared/data/roadscene not present")
+def test_shared_roadscene_boxes_parse_with_the_documented_counts() -> None:
+    d = BoxDir(ROADSCENE / "boxes", ignore=ROADSCENE / "ignore")
+    names = d.names()
+    assert d.single_variant and len(names) == 92
+    counts = {1: 0, 2: 0, 3: 0}
+    dont_care = 0
+    for n in names:
+        for b in d.boxes(n, 500, 330):
+            dont_care += b.dont_care
+            counts[b.cls] += not b.dont_care
+    # ../shared/data/roadscene/README.md says person 120, bicycle 5, car 372; the files hold one more
+    # person and one more car line (counted with awk too)
+    assert counts == {2: 121, 3: 5, 1: 373} and dont_care > 0
 
 
 @pytest.mark.skipif(not BOXES.is_dir(), reason="../shared/data/msrs/boxes not present")

@@ -152,3 +152,15 @@ def test_generate_writes_a_layout_the_trainer_reads(tmp_path: Path) -> None:
     assert ds.num_labelled == 2 and np.array_equal(ds.load(0)[2], label)
     with pytest.raises(SystemExit, match="inside the data folder"):
         pl.main(["--msrs-root", str(root), "--out", str(root / "x"), "--teacher-weights", str(weights)])
+
+
+def test_dont_care_boxes_become_ignore_outside_real_boxes() -> None:
+    probs = np.zeros((9, 10, 10), np.float32)
+    probs[0] = 1.0  # the teacher says background everywhere
+    real = Box(1, 0, 0, 4, 4)
+    cut = Box(2, 2, 0, 8, 4, dont_care=True)  # overlaps the real box at columns 2-3
+    label, rec = pl.make_labels(probs, [real, cut], pl.LabelRules(missed_box="keep"))
+    assert (label[0:4, 4:8] == 255).all() and rec["dont_care"] == 16
+    assert (label[0:4, 0:4] == 0).all()  # inside the real box the rules above decide, not the cut box
+    assert (label[4:, :] == 0).all()
+    assert rec["objects"] == 1  # the cut box is no object

@@ -15,6 +15,11 @@ Conventions (all documented there):
 * objects: the boxes of one class from every variant (fused / infrared / visible annotations) are merged
   where two overlap with pixel IoU > 0.5, transitively (union-find); an object's region for hit and fill
   is the union of its group's boxes (every pixel some annotator put in that object's box);
+* box folders come in two layouts: MSRS's three variants (``root/{fusion,infrared,visible}/NAME.txt``) or
+  one variant (``root/NAME.txt``, e.g. FLIR's boxes drawn on the thermal image);
+* don't-care regions (``ignore`` folder, the same YOLO lines, extra columns allowed: e.g. objects cut by
+  the image edge whose box was dropped) are neither objects nor errors: a pixel of class c inside a
+  don't-care box of class c (and outside every real box of c) counts neither for nor against precision;
 * sums are accumulated over all frames (like a confusion matrix), so big and small frames count by pixels
   and objects, not per frame.
 """
@@ -52,6 +57,7 @@ class Box:
     x1: int
     y1: int
     source: str = ""
+    dont_care: bool = False  # a region where predictions of this class are neither right nor wrong
 
     @property
     def area(self) -> int:
@@ -70,73 +76,108 @@ def _pixel_span(lo: float, hi: float, size: int) -> tuple[int, int]:
 
 
 def box_from_edges(
-    cls: int, x0: float, y0: float, x1: float, y1: float, width: int, height: int, source: str = ""
+    cls: int,
+    x0: float,
+    y0: float,
+    x1: float,
+    y1: float,
+    width: int,
+    height: int,
+    source: str = "",
+    dont_care: bool = False,
 ) -> Box:
     """A :class:`Box` from continuous pixel edges (rounded by pixel centres, see the module docstring)."""
     a, b = _pixel_span(x0, x1, width)
     c, d = _pixel_span(y0, y1, height)
-    return Box(int(cls), a, c, b, d, source)
+    return Box(int(cls), a, c, b, d, source, dont_care)
 
 
 def yolo_box(
-    cls: int, cx: float, cy: float, w: float, h: float, width: int, height: int, source: str = ""
+    cls: int,
+    cx: float,
+    cy: float,
+    w: float,
+    h: float,
+    width: int,
+    height: int,
+    source: str = "",
+    dont_care: bool = False,
 ) -> Box:
     """A normalised YOLO box (centre, size in [0, 1]) on a ``width`` x ``height`` image."""
-    return box_from_edges(
-        cls,
-        (cx - w / 2) * width,
-        (cy - h / 2) * height,
-        (cx + w / 2) * width,
-        (cy + h / 2) * height,
-        width,
-        height,
-        source,
-    )
+    x0, x1 = (cx - w / 2) * width, (cx + w / 2) * width
+    y0, y1 = (cy - h / 2) * height, (cy + h / 2) * height
+    return box_from_edges(cls, x0, y0, x1, y1, width, height, source, dont_care)
 
 
 def parse_yolo(
-    text: str, width: int, height: int, source: str = "", class_map: Mapping[int, int] = YOLO_TO_MSRS
+    text: str,
+    width: int,
+    height: int,
+    source: str = "",
+    class_map: Mapping[int, int] = YOLO_TO_MSRS,
+    dont_care: bool = False,
 ) -> list[Box]:
-    """Boxes of a YOLO text (one ``class cx cy w h`` a line, blank lines allowed), as MSRS-id boxes."""
+    """Boxes of a YOLO text (one ``class cx cy w h`` a line, blank lines allowed), as MSRS-id boxes.
+
+    ``dont_care=True`` reads a don't-care file: its boxes are flagged, and columns after the fifth (e.g. the
+    share of the object inside the image) are allowed and not read."""
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         where = f"{source or '<text>'}:{lineno}"
-        if len(fields) != 5:
+        if len(fields) != 5 and not (dont_care and len(fields) > 5):
             raise BoxFileError(f"{where}: expected 'class cx cy w h', got {len(fields)} fields: {line!r}")
         try:
             yolo_cls = int(fields[0])
-            cx, cy, w, h = (float(v) for v in fields[1:])
+            cx, cy, w, h = (float(v) for v in fields[1:5])
         except ValueError:
             raise BoxFileError(f"{where}: not numbers: {line!r}") from None
         if yolo_cls not in class_map:
             raise BoxFileError(f"{where}: class {yolo_cls} not in {dict(class_map)}")
         if not all(math.isfinite(v) for v in (cx, cy, w, h)) or w < 0 or h < 0:
             raise BoxFileError(f"{where}: invalid box {line!r}")
-        out.append(yolo_box(class_map[yolo_cls], cx, cy, w, h, width, height, source))
+        out.append(yolo_box(class_map[yolo_cls], cx, cy, w, h, width, height, source, dont_care))
     return out
 
 
 class BoxDir:
-    """Box files in the MSRS detection layout: ``root/{fusion,infrared,visible}/NAME.txt``.
+    """Box files of a set of frames, in one of two layouts, with optional don't-care regions.
 
-    At least one variant folder must exist. For a name, a variant without a file means "nothing annotated
-    in that variant" (YOLO convention: empty images may lack a file); a name with no file in *any* variant
-    is not annotated at all, and :meth:`boxes` returns None for it (the frame is not scored: scoring it
-    would count every prediction as a false positive).
+    * MSRS detection layout: ``root/{fusion,infrared,visible}/NAME.txt`` (at least one variant folder); a
+      name's boxes are those of every variant;
+    * one variant: ``root/NAME.txt`` (when none of the variant folders exists and ``root`` holds ``.txt``
+      files), e.g. ``../shared/data/roadscene/boxes``.
+
+    For a name, a variant without a file means "nothing annotated in that variant" (YOLO convention: empty
+    images may lack a file); a name with no file in *any* variant is not annotated at all, and
+    :meth:`boxes` returns None for it (the frame is not scored: scoring it would count every prediction as
+    a false positive). ``ignore`` is a folder of ``NAME.txt`` don't-care boxes (see the module docstring);
+    they come back from :meth:`boxes` with ``dont_care=True``.
     """
 
-    def __init__(self, root: str | Path, variants: Sequence[str] = BOX_VARIANTS) -> None:
+    def __init__(
+        self, root: str | Path, variants: Sequence[str] = BOX_VARIANTS, ignore: str | Path | None = None
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"box folder {self.root} does not exist")
         self.variants = [v for v in variants if (self.root / v).is_dir()]
+        if not self.variants and any(self.root.glob("*.txt")):
+            self.variants = [""]  # one variant: the files lie in root itself
         if not self.variants:
             raise FileNotFoundError(
-                f"{self.root}: none of the box folders {', '.join(v + '/' for v in variants)} exists"
+                f"{self.root}: neither NAME.txt box files nor any of the box folders "
+                f"{', '.join(v + '/' for v in variants)}"
             )
+        self.ignore = None if ignore is None else Path(ignore)
+        if self.ignore is not None and not self.ignore.is_dir():
+            raise FileNotFoundError(f"don't-care box folder {self.ignore} does not exist")
+
+    @property
+    def single_variant(self) -> bool:
+        return self.variants == [""]
 
     def names(self) -> list[str]:
         """Every name with a box file in at least one variant, sorted."""
@@ -146,7 +187,8 @@ class BoxDir:
         return any((self.root / v / f"{name}.txt").is_file() for v in self.variants)
 
     def boxes(self, name: str, width: int, height: int) -> list[Box] | None:
-        """All variants' boxes of ``name`` on a ``width`` x ``height`` image, or None when not annotated."""
+        """All variants' boxes of ``name`` on a ``width`` x ``height`` image, then its don't-care boxes, or
+        None when not annotated."""
         if not self.has(name):
             return None
         out: list[Box] = []
@@ -154,7 +196,17 @@ class BoxDir:
             path = self.root / v / f"{name}.txt"
             if path.is_file():
                 out += parse_yolo(path.read_text(), width, height, source=str(path))
+        ignore = None if self.ignore is None else self.ignore / f"{name}.txt"
+        if ignore is not None and ignore.is_file():
+            out += parse_yolo(ignore.read_text(), width, height, source=str(ignore), dont_care=True)
         return out
+
+
+def _union(shape: tuple[int, ...], boxes: Iterable[Box]) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    for b in boxes:
+        out[b.y0 : b.y1, b.x0 : b.x1] = True
+    return out
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -307,14 +359,13 @@ class BoxScore:
         frame: dict[str, Any] = {}
         for c, name in self.classes.items():
             is_cls = mask == c
-            mine = [b for b in boxes if b.cls == c]
-            inside = np.zeros(mask.shape, bool)
-            for b in mine:
-                inside[b.y0 : b.y1, b.x0 : b.x1] = True
+            mine = [b for b in boxes if b.cls == c and not b.dont_care]
+            inside = _union(mask.shape, mine)
             groups = merge_boxes(mine, self.merge_iou)
             covers = [object_coverage(is_cls, g, self.object_box) for g in groups]
             hits = sum(v >= self.min_cover for v in covers)
-            pred = int(is_cls.sum())
+            dont_care = _union(mask.shape, [b for b in boxes if b.cls == c and b.dont_care]) & ~inside
+            pred = int((is_cls & ~dont_care).sum())
             in_box = int(is_cls[inside].sum())
             k = self.counts[c]
             k.pred_pixels += pred
