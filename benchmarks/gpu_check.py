@@ -338,8 +338,8 @@ def worker_path(h: int, w: int, duration: float) -> dict[str, Any]:
     from sccosf_ros.engine import FusionEngine
     from sccosf_ros.imaging.palette import MSRS_PALETTE
     from sccosf_ros.node.params import SPECS, thermal_normalizer
-    from sccosf_ros.node.processing import OUTPUTS, PairProcessor
     from sccosf_ros.pairing import ApproximateTimePairer
+    from sccosf_ros.pipeline import OUTPUTS, PairProcessor
 
     engine = FusionEngine(device="cuda" if cuda() else "cpu")
     engine.warmup(h, w, runs=3 if cuda() else 1)
