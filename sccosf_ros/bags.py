@@ -24,6 +24,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import Stores, get_typestore
 
 from sccosf_ros import topics
+from sccosf_ros.errors import BagError
 from sccosf_ros.imaging.encodings import (
     ImageConversionError,
     ImageFields,
@@ -46,10 +47,6 @@ THERMAL_FRAME = "thermal_camera_optical_frame"
 _Image = TYPESTORE.types[IMAGE_TYPE]
 _Header = TYPESTORE.types["std_msgs/msg/Header"]
 _Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
-
-
-class BagError(RuntimeError):
-    """A bag cannot be opened or lacks what was asked of it; the message says what the bag does hold."""
 
 
 def stamp_to_ns(stamp: Any) -> int:

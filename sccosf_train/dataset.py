@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from sccosf_ros.errors import SccosfError
 from sccosf_ros.synthetic import NUM_CLASSES, generate_scene
 from sccosf_train.augment import IGNORE_INDEX, AugmentConfig, augment_triple
 
@@ -26,7 +27,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LABEL_DIRS = ("Label", "Segmentation_labels", "labels")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(SccosfError, RuntimeError):
     """A dataset folder or file cannot be used; the message names it."""
 
 

@@ -45,3 +45,24 @@ def test_the_core_loads_no_ros() -> None:
     assert not {
         m for m in loaded if m.split(".")[0] in ("rclpy", "sensor_msgs", "std_msgs", "rcl_interfaces")
     }
+
+
+def test_the_engine_imports_no_torch_until_a_backend_needs_it() -> None:
+    """An ONNX-Runtime-only install: the engine, its checkpoint format and the ONNX backend load no torch."""
+    loaded = _modules_after(
+        "import sccosf_ros.engine, sccosf_ros.backends.ort_backend, sccosf_ros.backends.onnx_format, "
+        "sccosf_ros.pipeline"
+    )
+    assert "torch" not in loaded and "onnxruntime" not in loaded
+
+
+def test_an_onnx_file_runs_without_torch(tiny_onnx_240: Path) -> None:
+    """Running an exported file in ONNX Runtime loads no torch at all (the exporter is another install)."""
+    loaded = _modules_after(
+        "import numpy as np\n"
+        "from sccosf_ros.engine import FusionEngine\n"
+        f"e = FusionEngine({str(tiny_onnx_240)!r}, device='cpu', backend='onnxruntime', num_threads=1)\n"
+        "out = e.infer(np.zeros((240, 320, 3), np.uint8), np.zeros((240, 320), np.uint8))\n"
+        "assert out.mask.shape == (240, 320)"
+    )
+    assert "onnxruntime" in loaded and "torch" not in loaded

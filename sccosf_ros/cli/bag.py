@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sccosf_ros import bags, topics
+from sccosf_ros.errors import SccosfError
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             info = bags.bag_info(args.bag)
             print(json.dumps(info.to_dict(), indent=2) if args.json else info.format())
-    except bags.BagError as exc:
+    except SccosfError as exc:
         print(f"sccosf-bag: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from sccosf_ros.backends import backend_names
 from sccosf_ros.errors import ConfigError
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.node.qos import INPUT_QOS_CHOICES, OUTPUT_QOS_CHOICES
@@ -53,6 +54,11 @@ class ParamSpec:
 
 def _one_of(*choices: str) -> Validator:
     return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+def _registered_backend(v: str) -> str | None:
+    """Read at validation time, so a backend registered after this module loaded is accepted too."""
+    return _one_of(*backend_names())(v)
 
 
 def _int_at_least(lo: int) -> Validator:
@@ -163,8 +169,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "auto",
         "Inference backend: auto (onnxruntime for fp32 on a CPU where it is installed, else torch), torch, "
         "or onnxruntime (the exported ONNX graph; checkpoint a .onnx file or a .safetensors exported once "
-        "per frame size into a cache)",
-        _one_of("auto", "torch", "onnxruntime"),
+        "per frame size into a cache); any other registered backend by name",
+        _registered_backend,
     ),
     ParamSpec(
         "warmup_size",

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sccosf_ros.errors import CheckpointError
+
 NUM_CLASSES = 9
 RGB_WIDTHS = (16, 48, 48, 96, 96)
 THERMAL_WIDTHS = (16, 16, 16, 36, 36)
@@ -37,7 +39,7 @@ DEFAULT_WEIGHTS = (
 )
 
 
-class TeacherError(RuntimeError):
+class TeacherError(CheckpointError):
     """The teacher's weights cannot be used (missing file, wrong keys or shapes); the message says why."""
 
 
