@@ -20,7 +20,7 @@ import torch
 
 from sccosf_ros.checkpoint import load_checkpoint, save_checkpoint
 from sccosf_ros.engine import FusionEngine
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.scenes import generate_scene
 
 
 def to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

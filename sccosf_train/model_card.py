@@ -34,7 +34,7 @@ from sccosf_ros.metrics.boxes import Box, BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.report import ContactSheet
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.scenes import generate_scene
 from sccosf_train.box_score import markdown_table, score_masks
 from sccosf_train.dataset import SyntheticDataset, seafusion_split
 

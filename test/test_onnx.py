@@ -70,7 +70,7 @@ def onnx_file(ort_refine: FusionEngine, tiny_onnx_240: Path) -> Path:
 
 
 def _scenes(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sccosf_ros.synthetic import generate_scene
+    from sccosf_synth.scenes import generate_scene
 
     scenes = [generate_scene(700 + i, H, W, night=bool(i % 2)) for i in range(n)]
     return [(s.rgb, s.thermal) for s in scenes]
