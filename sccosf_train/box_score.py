@@ -1,10 +1,10 @@
-"""Box score of SC-CoSF checkpoints and of the MFNet teacher on MSRS pairs, in one run (no ROS).
+"""Box score of SC-CoSF checkpoints and of a teacher (default MFNet) on MSRS pairs, in one run (no ROS).
 
 ``python -m sccosf_train.box_score --msrs-root ../shared/data/msrs --out runs/box_score`` scores the shipped
-model (or ``--checkpoint`` files) and MFNet on the 61 validation pairs (the pairs with a SeAFusion output,
-never trained on) against the MSRS detection boxes, and writes ``box_score.json`` and ``box_score.md``.
-Definition of the score: ``docs/metrics.md`` ("Box score"). Scoring every model in the same run on the
-same pairs keeps the comparison fair (same boxes, same pairs, same code).
+model (or ``--checkpoint`` files) and the teacher (``--teacher``, default MFNet) on the 61 validation pairs
+(the pairs with a SeAFusion output, never trained on) against the MSRS detection boxes, and writes
+``box_score.json`` and ``box_score.md``. Definition of the score: ``docs/metrics.md`` ("Box score"). Scoring
+every model in the same run on the same pairs keeps the comparison fair (same boxes, same pairs, same code).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from sccosf_ros.metrics.boxes import BoxDir, BoxScore
 from sccosf_ros.report import json_safe
+from sccosf_train import teachers
 from sccosf_train.dataset import read_split_file, read_thermal, read_visible, seafusion_split
 
 MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -97,18 +99,14 @@ def sccosf_masker(checkpoint: str | None, threads: int | None) -> tuple[str, Mas
     )
 
 
-def teacher_masker(weights: str | None, flip: bool) -> tuple[str, MaskFn, str]:
-    from sccosf_train.teachers import mfnet
-
-    model = mfnet.load_mfnet(weights)
+def teacher_masker(name: str, weights: str | None, flip: bool) -> tuple[str, MaskFn, str]:
+    teacher = teachers.load_teacher(name, weights)
 
     def run(rgb: np.ndarray, ir: np.ndarray) -> np.ndarray:
-        if flip:
-            return mfnet.predict(model, rgb, ir, flip=True).argmax(1)[0].numpy().astype(np.uint8)
-        return mfnet.predict_mask(model, rgb, ir)[0]
+        return teachers.predict_mask(teacher, rgb, ir, flip)
 
-    label = "MFNet (teacher)" + (" + flip" if flip else "")
-    return label, run, str(weights or mfnet.DEFAULT_WEIGHTS)
+    label = f"{teacher.title} (teacher)" + (" + flip" if flip else "")
+    return label, run, teacher.weights
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,23 +121,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (lambda c=c: sccosf_masker(c, args.threads)) for c in (args.checkpoint or [None])
     ]
     if not args.no_teacher:
-        makers.append(lambda: teacher_masker(args.teacher_weights, False))
+        makers.append(lambda: teacher_masker(args.teacher, args.teacher_weights, False))
         if args.teacher_flip:
-            makers.append(lambda: teacher_masker(args.teacher_weights, True))
+            makers.append(lambda: teacher_masker(args.teacher, args.teacher_weights, True))
     models = [make() for make in makers]
     masks: dict[str, list[tuple[str, np.ndarray]]] = {label: [] for label, _, _ in models}
     seconds = dict.fromkeys(masks, 0.0)
     t_all = time.perf_counter()
-    for i, name in enumerate(names):
+    for name in tqdm(names, unit="pair", disable=not args.progress, leave=False):
         rgb, ir = read_visible(root / "vi" / f"{name}.png"), read_thermal(root / "ir" / f"{name}.png")
         for label, fn, _ in models:
             t0 = time.perf_counter()
             masks[label].append((name, np.asarray(fn(rgb, ir))))
             seconds[label] += time.perf_counter() - t0
-        if args.progress:
-            print(f"\r{i + 1}/{len(names)} pairs", end="", file=sys.stderr, flush=True)
-    if args.progress:
-        print(file=sys.stderr)
     results, frames = {}, {}
     for label, _, _ in models:
         results[label], frames[label] = score_masks(masks[label], boxes, object_box=args.object_box)
@@ -184,11 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", help="box folder (fusion/, infrared/, visible/); default MSRS_ROOT/boxes")
     p.add_argument("--split", default="val", help="val (default), train, all, or a file of names")
     p.add_argument("--checkpoint", action="append", help="SC-CoSF checkpoint(s); default the shipped model")
-    p.add_argument(
-        "--teacher-weights", help="mfnet_final.pth; default ../shared/teachers/mfnet/ by the checkout"
-    )
+    teachers.add_arguments(p)
     p.add_argument("--no-teacher", action="store_true", help="score the SC-CoSF checkpoints only")
-    p.add_argument("--teacher-flip", action="store_true", help="also score MFNet with a horizontal-flip TTA")
+    p.add_argument(
+        "--teacher-flip", action="store_true", help="also score the teacher with a horizontal-flip TTA"
+    )
     p.add_argument("--object-box", default="union", choices=("union", "mean", "max"))
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
