@@ -11,7 +11,7 @@ computed on exactly what the network saw (the pipeline returns its inputs).
 Scoring conventions: fusion metrics (:mod:`sccosf_ros.metrics.fusion`) compare the fused image with the
 visible frame and with the thermal frame *as the network saw it* (normalised to [0, 1], resampled to the RGB
 grid); segmentation is scored against the label image whose header stamp equals the RGB frame's stamp exactly,
-and, with ``boxes``, against detection boxes (:mod:`sccosf_ros.box_eval` ties frames to box files).
+and, with ``boxes``, against detection boxes (:mod:`sccosf_ros.bag_boxes` ties frames to box files).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from sccosf_ros import bags, topics
-from sccosf_ros.box_eval import BoxFrameScorer, load_frame_names
+from sccosf_ros.bag_boxes import BoxFrameScorer, load_frame_names
 from sccosf_ros.imaging.color import colorize_mask
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import ThermalNormalizer
@@ -59,7 +59,7 @@ class EvalConfig:
     thermal_topic: str = topics.CAMERA_THERMAL
     label_topic: str | None = topics.LABELS
     boxes: str | Path | None = None  # box folder {fusion,infrared,visible}/NAME.txt (docs/metrics.md)
-    box_names: str | Path | None = None  # which frame is which name (sccosf_ros.box_eval); None: the bag's
+    box_names: str | Path | None = None  # which frame is which name (sccosf_ros.bag_boxes); None: the bag's
     checkpoint: str | Path | None = None
     device: str = "auto"
     precision: str = "fp32"

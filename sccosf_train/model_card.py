@@ -36,7 +36,7 @@ from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.report import ContactSheet
 from sccosf_synth.scenes import generate_scene
 from sccosf_train import teachers
-from sccosf_train.box_score import markdown_table, score_masks
+from sccosf_train.compare_models import markdown_table, score_masks
 from sccosf_train.dataset import SyntheticDataset, seafusion_split
 
 # Disjoint from the trainer's synthetic streams (training: seed, validation: seed + 10000).

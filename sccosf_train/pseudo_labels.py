@@ -50,7 +50,7 @@ from sccosf_ros.metrics.boxes import BOX_CLASSES, Box, BoxDir, BoxScore, consens
 from sccosf_ros.report import json_safe
 from sccosf_train import teachers
 from sccosf_train.augment import IGNORE_INDEX
-from sccosf_train.box_score import markdown_table, split_names
+from sccosf_train.compare_models import markdown_table, split_names
 from sccosf_train.dataset import read_thermal, read_visible
 
 
