@@ -6,13 +6,14 @@ frames in, compact NumPy results out", and with it its own device and precision 
 imports (nothing here imports torch or onnxruntime):
 
 * ``torch`` (:mod:`.torch_backend`): the PyTorch model on CPU or CUDA, fp32/fp16/bf16;
-* ``onnxruntime`` (:mod:`.ort_backend`): the same network exported to ONNX (:mod:`sccosf_ros.onnx_exporter`)
-  and run by ONNX Runtime with the TensorRT / CUDA / CPU execution providers, fp32;
+* ``onnxruntime`` (:mod:`.ort_backend`): the same network exported to ONNX (:mod:`.onnx_exporter`; the file
+  format and export cache: :mod:`.onnx_format`) and run by ONNX Runtime with the TensorRT / CUDA / CPU
+  execution providers, fp32;
 * ``auto`` (:func:`resolve_backend`): ONNX Runtime for fp32 on a CPU where it and the exporter are
   installed, PyTorch everywhere else.
 
-**Adding a backend** is one module with a class that satisfies :class:`BackendClass` and one line in
-:data:`_REGISTRY` (or one :func:`register` call from the code that brings the backend). The engine, the node's
+**Adding a backend** is one module with a class that satisfies :class:`BackendClass` and one
+:func:`register` line (below, or in the code that brings the backend). The engine, the node's
 ``backend`` parameter, the CLIs' ``--backend`` choices and the benchmarks read the registry.
 
 The on-device conversions either side of the network (uint8 → float, clamp, ×255 and round to uint8,

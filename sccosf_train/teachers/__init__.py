@@ -5,10 +5,10 @@ A teacher gives pseudo labels and the baseline a real-data segmentation score mu
 * ``mfnet``: MFNet (Ha et al., IROS 2017), rebuilt from its published description so that the authors'
   trained weights load strictly; a real RGB-thermal segmenter for the 9 MSRS classes.
 
-**Adding a teacher** is one module with a class that satisfies :class:`Teacher` and one line in
-:data:`_REGISTRY` (or a :func:`register` call). The pseudo-label tool, the box-score comparison and the model
-card take ``--teacher NAME`` (:func:`add_arguments`), and the test-time views (flips, scales) are taken here,
-once, for every teacher (:func:`view_probs`).
+**Adding a teacher** is one module with a class that satisfies :class:`Teacher` and one entry in
+:data:`_REGISTRY` (or a :func:`register` call from the code that brings it). The pseudo-label tool, the
+box-score comparison and the model card take ``--teacher NAME`` (:func:`add_arguments`), and the test-time
+views (flips, scales) are taken here, once, for every teacher (:func:`view_probs`).
 """
 
 from __future__ import annotations
