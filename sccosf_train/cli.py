@@ -51,8 +51,9 @@ HELP: dict[str, str] = {
     "aug_rig": "camera-rig randomisation: thermal AGC curves, noise, fixed-pattern noise, blur, resolution, "
     "JPEG; visible exposure, white balance, noise, blur, resolution, JPEG (sccosf_train.rig_augment)",
     "extra_real": "more real training folders (MSRS layout ir/ vi/), each "
-    "'root=DIR[,labels=DIR][,split=FILE][,repeat=N]': e.g. a second camera rig with pseudo labels; every "
-    "pair listed in split (default: all) trains, repeated N times an epoch",
+    "'root=DIR[,labels=DIR][,split=FILE][,repeat=N][,scale=LO:HI]': e.g. a second camera rig with pseudo "
+    "labels; every pair listed in split (default: all) trains, repeated N times an epoch, scale overriding "
+    "--aug-scale for it",
     "epochs": "number of epochs",
     "batch_size": "batch size per process",
     "max_steps_per_epoch": "cap on optimizer steps per epoch (smoke tests, quick runs)",

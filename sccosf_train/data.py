@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,26 @@ def _real_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[Dataset, Datas
 
 
 def parse_extra_real(spec: str) -> dict[str, Any]:
-    """``root=DIR[,labels=DIR][,split=FILE][,repeat=N]`` → keyword arguments (a bare path is the root)."""
-    out: dict[str, Any] = {"root": None, "labels": None, "split": None, "repeat": 1}
+    """``root=DIR[,labels=DIR][,split=FILE][,repeat=N][,scale=LO:HI]`` → keyword arguments (a bare path is
+    the root; ``scale`` overrides ``aug_scale`` for this folder, e.g. a rig whose objects are smaller)."""
+    out: dict[str, Any] = {"root": None, "labels": None, "split": None, "repeat": 1, "scale": None}
+    usage = "expected root=DIR[,labels=DIR][,split=FILE][,repeat=N][,scale=LO:HI]"
     for part in spec.split(","):
         key, sep, value = part.partition("=")
         if not sep and out["root"] is None:
             key, value = "root", part
         if key not in out or not value:
-            raise ValueError(f"extra_real {spec!r}: expected root=DIR[,labels=DIR][,split=FILE][,repeat=N]")
-        out[key] = int(value) if key == "repeat" else value
+            raise ValueError(f"extra_real {spec!r}: {usage}")
+        try:
+            if key == "repeat":
+                out[key] = int(value)
+            elif key == "scale":
+                lo, hi = (float(v) for v in value.split(":"))
+                out[key] = (lo, hi)
+            else:
+                out[key] = value
+        except ValueError:
+            raise ValueError(f"extra_real {spec!r}: {usage}") from None
     if out["root"] is None:
         raise ValueError(f"extra_real {spec!r}: no root=DIR")
     return out
@@ -95,7 +107,7 @@ def _extra_real_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[list[Dat
             kw["root"],
             names,
             crop=cfg.crop,
-            augment=aug,
+            augment=aug if kw["scale"] is None else replace(aug, scale=kw["scale"]),
             seed=cfg.seed + 7919 * (len(parts) + 1),  # its own augmentation stream
             num_classes=cfg.num_classes,
             label_root=kw["labels"],

@@ -6,7 +6,9 @@ Half-precision storage halves the file (the repository ships the model in git); 
 float32 network (``load_state_dict`` casts), so inference precision is still chosen by the engine. The cost
 is rounding of every weight to 11 significant bits: the command measures it on ``--check-pairs`` real or
 synthetic pairs (largest difference of the fused image in grey levels and the share of mask pixels that
-change) and records it in the metadata.
+change) and records it in the metadata. ``--min-internal-pixels N`` also sets the model's inference
+resolution floor (``ModelConfig.min_internal_pixels``: frames smaller than the one it was tuned for run at a
+higher internal scale); training is unaffected by it, since the trainer builds its network from the preset.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("src", help="trained checkpoint (e.g. runs/tiny/best.safetensors)")
     p.add_argument("dst", help="exported checkpoint (e.g. models/sccosf_tiny.safetensors)")
     p.add_argument("--check-pairs", type=int, default=8, help="synthetic pairs to measure the rounding on")
+    p.add_argument(
+        "--min-internal-pixels",
+        type=int,
+        default=None,
+        help="set the network's pixel floor for small frames (0: off; default: keep the source's)",
+    )
     args = p.parse_args(argv)
+    if args.min_internal_pixels is not None and args.min_internal_pixels < 0:
+        p.error("--min-internal-pixels must be >= 0")
 
     state, meta = load_checkpoint(args.src)
     half = to_half(state)
@@ -54,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             FusionEngine(args.src, device="cpu"), FusionEngine(probe, device="cpu"), args.check_pairs
         )
     meta.training = {**meta.training, "export": {"source": str(args.src), "dtype": "float16", **effect}}
+    if args.min_internal_pixels is not None:
+        meta.config = {**meta.config, "min_internal_pixels": args.min_internal_pixels}
+        meta.training["export"]["min_internal_pixels"] = args.min_internal_pixels
     out = save_checkpoint(args.dst, half, meta)
     size = out.stat().st_size / 1e6
     print(

@@ -250,3 +250,19 @@ def test_box_filter_is_the_in_image_window_mean(radius: int) -> None:
     x = torch.rand(2, 2, 19, 33, generator=torch.Generator().manual_seed(radius))
     ref = torch.nn.functional.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
     torch.testing.assert_close(box_filter(x, radius), ref, atol=1e-6, rtol=0)
+
+
+def test_min_internal_pixels_raises_the_scale_of_small_frames_only() -> None:
+    import dataclasses
+
+    model = build_model("tiny", num_classes=9)
+    assert model.config.min_internal_pixels == 0  # the preset (what training builds) has no floor
+    before = {hw: model.internal_size(*hw) for hw in ((480, 640), (330, 500), (100, 120), (1080, 1920))}
+    assert before[(480, 640)] == (256, 320) and before[(330, 500)] == (160, 256)
+    model.config = dataclasses.replace(model.config, min_internal_pixels=480 * 640 // 4)
+    assert model.internal_size(480, 640) == (256, 320)  # the frame size it was tuned for: unchanged
+    assert model.internal_size(1080, 1920) == before[(1080, 1920)]  # bigger frames: unchanged
+    assert model.internal_size(330, 500) == (224, 352)  # about 76800 pixels instead of 40960
+    assert model.internal_size(100, 120) == (96, 128)  # never above the input's own size (scale 1)
+    with pytest.raises(ValueError, match="min_internal_pixels"):
+        dataclasses.replace(model.config, min_internal_pixels=-1)

@@ -102,3 +102,17 @@ def test_export_half_loads_in_engine_and_records_its_effect(tmp_path: Path, rand
     assert dst.stat().st_size < 0.6 * random_checkpoint.stat().st_size
     res = FusionEngine(dst, device="cpu").infer(np.zeros((32, 40, 3), np.uint8), np.zeros((32, 40), np.uint8))
     assert res.fused.shape == (32, 40, 3)
+    assert meta.config["min_internal_pixels"] == 0  # kept from the source unless asked
+
+
+def test_export_half_sets_the_inference_resolution_floor(tmp_path: Path, random_checkpoint: Path) -> None:
+    from sccosf_ros.checkpoint import build_from_checkpoint
+    from sccosf_train.half_precision import main as export_main
+
+    dst = tmp_path / "half.safetensors"
+    args = [str(random_checkpoint), str(dst), "--check-pairs", "1", "--min-internal-pixels", "76800"]
+    assert export_main(args) == 0
+    model, meta = build_from_checkpoint(dst)
+    assert meta.config["min_internal_pixels"] == 76800
+    assert meta.training["export"]["min_internal_pixels"] == 76800
+    assert model.internal_size(330, 500) == (224, 352)

@@ -82,14 +82,15 @@ def test_train_config_augmentation_options() -> None:
 
 
 def test_extra_real_spec() -> None:
-    assert parse_extra_real("root=a,labels=b,split=c.txt,repeat=3") == {
+    assert parse_extra_real("root=a,labels=b,split=c.txt,repeat=3,scale=0.8:2") == {
         "root": "a",
         "labels": "b",
         "split": "c.txt",
         "repeat": 3,
+        "scale": (0.8, 2.0),
     }
     assert parse_extra_real("some/dir")["root"] == "some/dir"
-    for bad in ("labels=b", "root=a,colour=red", "root=a,repeat="):
+    for bad in ("labels=b", "root=a,colour=red", "root=a,repeat=", "root=a,scale=1", "root=a,repeat=x"):
         with pytest.raises(ValueError, match="extra_real"):
             parse_extra_real(bad)
 

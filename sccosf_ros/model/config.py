@@ -18,7 +18,9 @@ class ModelConfig:
     (see ``docs/architecture.md``). ``reaw_radius`` is the box radius (in input pixels) of ReAW's
     base/detail split of the full-resolution sources. ``seg_refine`` is the width of the segmentation
     refinement at the network's input resolution (:class:`sccosf_ros.model.decoders.SegRefine`); 0 leaves
-    it out, which is what checkpoints written before it existed describe.
+    it out, which is what checkpoints written before it existed describe. ``min_internal_pixels`` raises the
+    scale of frames so small that ``internal_scale`` would leave the network fewer pixels than that (up to
+    scale 1): a rig with a smaller sensor keeps its small objects (0: off, as before it existed).
     """
 
     name: str = "tiny"
@@ -37,6 +39,7 @@ class ModelConfig:
     mlp_ratio: float = 0.0
     reaw_radius: int = 3
     seg_refine: int = 0
+    min_internal_pixels: int = 0
 
     def __post_init__(self) -> None:
         # YAML/JSON round trips turn tuples into lists; normalise so equality and hashing behave.
@@ -51,6 +54,8 @@ class ModelConfig:
             raise ValueError("ModelConfig.seg_refine must be >= 0 (0: no refinement)")
         if not 0.0 < self.internal_scale <= 1.0:
             raise ValueError("ModelConfig.internal_scale must be in (0, 1]")
+        if self.min_internal_pixels < 0:
+            raise ValueError("ModelConfig.min_internal_pixels must be >= 0 (0: off)")
         for d, depth in zip(self.dims, self.vss_depths, strict=True):
             if depth and int(d * self.ssm_expand) % self.ssm_headdim:
                 raise ValueError(f"dim {d} * ssm_expand must be a multiple of ssm_headdim {self.ssm_headdim}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -48,8 +49,13 @@ class SCCoSF(nn.Module):
         self.reaw = ReAWDecoder(config)
 
     def internal_size(self, height: int, width: int) -> tuple[int, int]:
-        """Network resolution: input × ``internal_scale`` rounded to a multiple of ``size_multiple``."""
+        """Network resolution: input × ``internal_scale`` rounded to a multiple of ``size_multiple``; for a
+        frame so small that this leaves fewer than ``min_internal_pixels`` pixels, the scale that gives it
+        that many (at most 1)."""
         m, s = self.config.size_multiple, self.config.internal_scale
+        floor = self.config.min_internal_pixels
+        if floor and height * width * s * s < floor:
+            s = min(1.0, math.sqrt(floor / (height * width)))
         return max(m, round(height * s / m) * m), max(m, round(width * s / m) * m)
 
     def forward(self, rgb: Tensor, thermal: Tensor, refine: bool = True) -> dict[str, Tensor]:
