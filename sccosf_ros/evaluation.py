@@ -58,7 +58,8 @@ class EvalConfig:
     rgb_topic: str = topics.CAMERA_RGB
     thermal_topic: str = topics.CAMERA_THERMAL
     label_topic: str | None = topics.LABELS
-    boxes: str | Path | None = None  # box folder {fusion,infrared,visible}/NAME.txt (docs/metrics.md)
+    boxes: str | Path | None = None  # {fusion,infrared,visible}/NAME.txt or NAME.txt (docs/metrics.md)
+    box_ignore: str | Path | None = None  # don't-care boxes NAME.txt (objects cut by the frame edge)
     box_names: str | Path | None = None  # which frame is which name (sccosf_ros.bag_boxes); None: the bag's
     checkpoint: str | Path | None = None
     device: str = "auto"
@@ -264,7 +265,7 @@ def _compressed_inputs(bag: str | Path, inputs: list[str]) -> bool:
 def _box_scorer(bag: str | Path, cfg: EvalConfig) -> BoxFrameScorer | None:
     if cfg.boxes is None:
         return None
-    box_dir = BoxDir(cfg.boxes)
+    box_dir = BoxDir(cfg.boxes, ignore=cfg.box_ignore)
     names, source = load_frame_names(cfg.box_names, bag, cfg.rgb_topic, box_dir)
     return BoxFrameScorer(box_dir, names, source)
 

@@ -108,3 +108,24 @@ def test_cli_box_options(folder_bag: tuple[Path, Path, Path], tmp_path: Path, ca
     assert rc == 2 and "2 names but the bag has 3" in capsys.readouterr().err
     rc = eval_cli.main([str(bag), "--out", str(tmp_path / "o"), "--boxes", str(tmp_path / "none")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_single_variant_box_folder_with_dont_care_boxes(
+    folder_bag: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """sccosf-eval --boxes DIR (NAME.txt directly, as FLIR's) --box-ignore DIR: b's car pixels lie in a
+    don't-care car box (an object cut by the frame edge), so they count neither for nor against."""
+    bag, _, vi = folder_bag
+    flat, ignore = tmp_path / "flat", tmp_path / "ignore"
+    flat.mkdir()
+    ignore.mkdir()
+    (flat / "a.txt").write_text("2 0.5 0.5 0.5 0.5\n")
+    (flat / "b.txt").write_text("")
+    (ignore / "b.txt").write_text("2 0.5 0.5 0.5 0.5 0.4\n")
+    cfg = EvalConfig(boxes=flat, box_ignore=ignore, box_names=vi, label_topic=None, progress=False,
+                     write_bag=False)  # fmt: skip
+    car = evaluate_bag(bag, tmp_path / "e", cfg, engine=_CarEngine())["box_score"]["per_class"]["car"]
+    assert car["pred_pixels"] == 40 * 32 and car["precision"] == 1.0 and car["objects"] == 1
+    without = EvalConfig(boxes=flat, box_names=vi, label_topic=None, progress=False, write_bag=False)
+    car = evaluate_bag(bag, tmp_path / "f", without, engine=_CarEngine())["box_score"]["per_class"]["car"]
+    assert car["pred_pixels"] == 2 * 40 * 32 and car["precision"] == 0.5

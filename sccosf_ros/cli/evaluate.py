@@ -46,6 +46,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         thermal_topic=args.thermal_topic,
         label_topic=args.label_topic or None,
         boxes=getattr(args, "boxes", None),
+        box_ignore=getattr(args, "box_ignore", None),
         box_names=getattr(args, "box_names", None),
         checkpoint=args.checkpoint,
         device=args.device,
@@ -122,8 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-bag", action="store_true", help="do not write the output bag")
     parser.add_argument(
         "--boxes",
-        help="detection boxes DIR/{fusion,infrared,visible}/NAME.txt (YOLO; MSRS classes): adds the box "
-        "score (docs/metrics.md)",
+        help="detection boxes DIR/{fusion,infrared,visible}/NAME.txt or DIR/NAME.txt (YOLO; MSRS classes): "
+        "adds the box score (docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--box-ignore",
+        help="don't-care boxes DIR/NAME.txt (YOLO, extra columns allowed; e.g. objects cut by the frame "
+        "edge): predictions of a class inside its don't-care boxes count neither for nor against it",
     )
     parser.add_argument(
         "--box-names",
