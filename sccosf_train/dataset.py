@@ -42,6 +42,15 @@ def _list_images(folder: Path) -> dict[str, Path]:
     return out
 
 
+def find_image(folder: Path, name: str) -> Path:
+    """The image file ``folder/name.*`` (any of :data:`IMAGE_EXTS`), or DatasetError naming the folder."""
+    for ext in IMAGE_EXTS:
+        for candidate in (folder / f"{name}{ext}", folder / f"{name}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    raise DatasetError(f"{folder}: no image named {name!r} ({', '.join(IMAGE_EXTS)})")
+
+
 def _read(path: Path, flags: int) -> np.ndarray:
     img = cv2.imread(str(path), flags)
     if img is None or img.size == 0:

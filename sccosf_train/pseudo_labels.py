@@ -54,7 +54,7 @@ from sccosf_ros.report import json_safe
 from sccosf_train import teachers
 from sccosf_train.augment import IGNORE_INDEX
 from sccosf_train.compare_models import markdown_table, split_names
-from sccosf_train.dataset import read_thermal, read_visible
+from sccosf_train.dataset import find_image, read_thermal, read_visible
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ SCALES_DEFAULT = (1.0,)
 def _pairs(root: Path, names: Sequence[str], progress: bool) -> Any:
     """``(index, name, rgb, thermal)`` of the split, with a progress bar on stderr."""
     for i, n in enumerate(tqdm(names, unit="pair", disable=not progress, leave=False)):
-        yield i, n, read_visible(root / "vi" / f"{n}.png"), read_thermal(root / "ir" / f"{n}.png")
+        yield i, n, read_visible(find_image(root / "vi", n)), read_thermal(find_image(root / "ir", n))
 
 
 def save_probs(path: Path, probs: np.ndarray, factor: int) -> None:
@@ -227,7 +227,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Score every row of :data:`COMPARE` on the split with the box score, teacher run once per pair."""
     root = Path(args.msrs_root)
     names = split_names(root, args.split)
-    boxes = BoxDir(args.boxes or root / "boxes")
+    boxes = BoxDir(args.boxes or root / "boxes", ignore=args.box_ignore)
     teacher = teachers.load_teacher(args.teacher, args.teacher_weights)
     scales = sorted({s for _, _, sc, _ in COMPARE for s in sc})
     scores = {name: BoxScore() for name, *_ in COMPARE}
@@ -289,7 +289,7 @@ def generate(args: argparse.Namespace, rules: LabelRules) -> dict[str, Any]:
     out = Path(args.out)
     _check_out(out, root)
     names = split_names(root, args.split)
-    boxes = BoxDir(args.boxes or root / "boxes")
+    boxes = BoxDir(args.boxes or root / "boxes", ignore=args.box_ignore)
     teacher = teachers.load_teacher(args.teacher, args.teacher_weights)
     (out / "Label").mkdir(parents=True, exist_ok=True)
     if args.probs_factor:
@@ -356,9 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sccosf_train.pseudo_labels", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     d = LabelRules()
-    p.add_argument("--msrs-root", required=True, help="MSRS layout folder (ir/, vi/, seafusion/, boxes/)")
+    p.add_argument(
+        "--msrs-root",
+        required=True,
+        help="folder with ir/, vi/ (MSRS layout: also seafusion/, boxes/)",
+    )
     p.add_argument("--out", help="output folder (Label/, probs/, records.json, summary.md)")
-    p.add_argument("--boxes", help="box folder; default MSRS_ROOT/boxes")
+    p.add_argument(
+        "--boxes", help="box folder ({fusion,infrared,visible}/ or NAME.txt); default MSRS_ROOT/boxes"
+    )
+    p.add_argument("--box-ignore", help="don't-care boxes NAME.txt (objects cut by the frame edge): ignored")
     p.add_argument(
         "--split", default="train", help="train (default: all pairs not in seafusion/), val, all, file"
     )

@@ -213,3 +213,38 @@ def test_dont_care_boxes_become_ignore_outside_real_boxes() -> None:
     assert (label[0:4, 0:4] == 0).all()  # inside the real box the rules above decide, not the cut box
     assert (label[4:, :] == 0).all()
     assert rec["objects"] == 1  # the cut box is no object
+
+
+def test_sccosf_teacher_labels_a_jpeg_rig_with_flat_boxes_and_dont_care(
+    tmp_path: Path, random_checkpoint: Path
+) -> None:
+    """Another rig as RoadScene is laid out: JPEG pairs, NAME.txt boxes, an ignore/ folder; the teacher is
+    an SC-CoSF checkpoint."""
+    from sccosf_train import teachers
+
+    root = tmp_path / "rig"
+    for sub in ("vi", "ir", "boxes", "ignore"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(root / "vi" / "f1.jpg"), rng.integers(0, 255, (40, 56, 3), np.uint8))
+    cv2.imwrite(str(root / "ir" / "f1.jpg"), rng.integers(0, 255, (40, 56), np.uint8))
+    (root / "boxes" / "f1.txt").write_text("2 0.5 0.5 0.25 0.25\n")
+    (root / "ignore" / "f1.txt").write_text("0 0.05 0.5 0.1 0.5 0.3\n")
+    split = tmp_path / "split.txt"
+    split.write_text("f1\n")
+    teacher = teachers.load_teacher("sccosf", random_checkpoint)
+    probs = teachers.predict_probs(teacher, np.zeros((40, 56, 3), np.uint8), np.zeros((40, 56), np.uint8))
+    assert probs.shape == (9, 40, 56) and np.allclose(probs.sum(0), 1, atol=1e-4)
+    out = tmp_path / "out"
+    argv = ["--msrs-root", str(root), "--out", str(out), "--split", str(split), "--teacher", "sccosf",
+            "--teacher-weights", str(random_checkpoint), "--box-ignore", str(root / "ignore"),
+            "--outside-box", "background", "--no-progress", "--probs-factor", "0"]  # fmt: skip
+    assert pl.main(argv) == 0
+    label = cv2.imread(str(out / "Label" / "f1.png"), cv2.IMREAD_UNCHANGED)
+    assert label.shape == (40, 56)
+    assert (label[10:30, 0:5] == 255).all()  # the cut person's visible part: don't care
+    outside = np.ones(label.shape, bool)
+    outside[15:25, 21:35] = False  # the person box (x 21..35, y 15..25)
+    assert not np.isin(label[outside], (1, 2, 3)).any()  # boxes as the complete list: no object outside
+    record = json.loads((out / "records.json").read_text())
+    assert record["teacher"] == str(random_checkpoint) and record["records"][0]["dont_care"] > 0

@@ -4,6 +4,8 @@ A teacher gives pseudo labels and the baseline a real-data segmentation score mu
 
 * ``mfnet``: MFNet (Ha et al., IROS 2017), rebuilt from its published description so that the authors'
   trained weights load strictly; a real RGB-thermal segmenter for the 9 MSRS classes.
+* ``sccosf``: an SC-CoSF checkpoint (``--teacher-weights``; default the shipped model): self-training, and
+  pseudo labels on a rig where MFNet collapses.
 
 **Adding a teacher** is one module with a class that satisfies :class:`Teacher` and one entry in
 :data:`_REGISTRY` (or a :func:`register` call from the code that brings it). The pseudo-label tool, the
@@ -50,7 +52,10 @@ class Teacher(Protocol):
         ...
 
 
-_REGISTRY: dict[str, str | type] = {"mfnet": "sccosf_train.teachers.mfnet:MFNetTeacher"}
+_REGISTRY: dict[str, str | type] = {
+    "mfnet": "sccosf_train.teachers.mfnet:MFNetTeacher",
+    "sccosf": "sccosf_train.teachers.sccosf:SCCoSFTeacher",
+}
 
 
 def register(name: str, target: str | type) -> None:
@@ -83,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--teacher-weights",
         help="the teacher's weights file; default: its own (mfnet: ../shared/teachers/mfnet/mfnet_final.pth "
-        "beside the checkout)",
+        "beside the checkout; sccosf: the shipped model)",
     )
 
 
