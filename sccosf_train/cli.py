@@ -57,6 +57,8 @@ HELP: dict[str, str] = {
     "epochs": "number of epochs",
     "batch_size": "batch size per process",
     "max_steps_per_epoch": "cap on optimizer steps per epoch (smoke tests, quick runs)",
+    "max_minutes": "time budget: once the run has trained this long it ends the epoch at the next step, "
+    "validates, saves and stops (the schedule is not shortened)",
     "lr": "peak AdamW learning rate",
     "weight_decay": "AdamW weight decay",
     "schedule": "learning-rate schedule after warmup: cosine, poly or constant",

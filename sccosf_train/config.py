@@ -48,6 +48,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 8
     max_steps_per_epoch: int | None = None
+    max_minutes: float | None = None  # stop (saving the epoch so far) once training has run this long
     lr: float = 5e-4
     weight_decay: float = 1e-2
     schedule: str = "cosine"  # cosine | poly | constant
@@ -109,13 +110,15 @@ class TrainConfig:
             raise ValueError("give --resume (continue a run) or --init-from (start from weights), not both")
         if not 0 < self.class_weight_power <= 1:
             raise ValueError(f"class_weight_power must be in (0, 1], got {self.class_weight_power}")
-        self._check_augmentation()
+        self._check_ranges()
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
         if self.batch_size < 2:  # BatchNorm needs two values per channel at the 1/32-scale feature map
             raise ValueError("batch_size must be >= 2 (per process)")
 
-    def _check_augmentation(self) -> None:
+    def _check_ranges(self) -> None:
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         if len(self.aug_scale) != 2 or not 0 < self.aug_scale[0] <= self.aug_scale[1]:
             raise ValueError(f"aug_scale must be two numbers 0 < low <= high, got {self.aug_scale}")
         if self.aug_aspect < 0:

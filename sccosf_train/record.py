@@ -31,6 +31,7 @@ class TrainState:
     train_images: int = 0  # images and seconds of timed steps (the first step of a process is not timed)
     train_time: float = 0.0
     resumed_from: str | None = None
+    stopped_by_time: bool = False  # the run hit --max-minutes
 
     def update_best(self, row: dict[str, Any], key: str, higher_is_better: bool) -> bool:
         """Record ``row[key]`` as the best score if it beats the best so far; True when it did."""
@@ -80,6 +81,7 @@ def summary(info: RunInfo, state: TrainState, epochs_done: int) -> dict[str, Any
             "history": state.history,
             "resumed_from": state.resumed_from,
             "skipped_nonfinite_steps": state.skipped,
+            "stopped_by_time": state.stopped_by_time,
         }
     )
 

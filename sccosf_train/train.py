@@ -83,6 +83,11 @@ class Run:
     log: RunLog
     state: TrainState
     start_epoch: int  # the first epoch this process runs (its first step pays for start-up: not timed)
+    deadline: float | None = None  # time.perf_counter() after which the run stops (--max-minutes)
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
 
     @property
     def dist(self) -> Dist:
@@ -120,6 +125,8 @@ def setup(cfg: TrainConfig, d: Dist, command: list[str], objective: Objective | 
     """Device, model (fresh, ``--init-from`` or ``--resume``), data, optimizer, logs: a run ready to go."""
     from sccosf_ros.model import build_model
 
+    if cfg.max_minutes is not None and d.world > 1:  # ranks would stop at different steps and wait forever
+        raise ValueError("--max-minutes is for single-process runs, not under torchrun")
     device = resolve_device(cfg.device, d)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -168,6 +175,7 @@ def setup(cfg: TrainConfig, d: Dist, command: list[str], objective: Objective | 
         log=log,
         state=state,
         start_epoch=state.epoch,
+        deadline=None if cfg.max_minutes is None else time.perf_counter() + 60.0 * cfg.max_minutes,
     )
 
 
@@ -213,7 +221,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     first_of_process = epoch == run.start_epoch
     t_prev = time.perf_counter()
     for i, raw in enumerate(loader):
-        if i >= run.per_epoch:
+        if i >= run.per_epoch or (n_steps and run.out_of_time):
             break
         batch = _to_device(raw, run.device)
         done = train_step(run, batch)
@@ -306,9 +314,12 @@ def train(
         run = setup(cfg, d, command if command is not None else sys.argv, objective)
         for epoch in range(run.state.epoch, cfg.epochs):
             losses = train_one_epoch(run, epoch)
+            run.state.stopped_by_time = run.out_of_time and epoch + 1 < cfg.epochs
             end_epoch(run, epoch, losses)
             barrier(d)
+            if run.state.stopped_by_time:
+                break
         run.log.close()
-        return summary(run.info, run.state, cfg.epochs)
+        return summary(run.info, run.state, run.state.epoch)
     finally:
         teardown_distributed(d)

@@ -416,3 +416,17 @@ def test_fusion_anchor_adds_the_l1_to_the_reference_fused_image(random_checkpoin
     anchored_cfg = TrainConfig(fusion_anchor=str(random_checkpoint))
     assert isinstance(make_objective(anchored_cfg, None, torch.device("cpu")), FusionAnchor)
     assert isinstance(make_objective(TrainConfig(), None, torch.device("cpu")), JointObjective)
+
+
+def test_max_minutes_stops_after_a_step_saves_and_says_so(tmp_path, one_thread):
+    """A budget already spent after the first step: that step's epoch is validated and saved, then the run
+    stops; the record says it stopped by time (a budget, not a time, is what is asserted)."""
+    out = tmp_path / "run"
+    cfg = TrainConfig(**TINY, epochs=3, val_every=1, out=str(out), max_minutes=1e-6)
+    summary = train(cfg, command=["pytest-budget"])
+    assert summary["stopped_by_time"] is True and summary["epochs_completed"] == 1
+    assert len(_rows(out / "train_log.csv")) == 1 and (out / "last.safetensors").is_file()
+    full = train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "b"), max_minutes=60))
+    assert full["stopped_by_time"] is False and full["epochs_completed"] == 1
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig(max_minutes=0)
