@@ -64,6 +64,7 @@ setup(
             "sccosf-eval = sccosf_ros.cli.evaluate:main",
             "sccosf-replay = sccosf_ros.cli.replay:main",
             "sccosf-train = sccosf_train.cli:main",
+            "sccosf-adapt = sccosf_train.adapt:main",
             "sccosf-demo = sccosf_synth.demo:main",
             "sccosf-demo-bag = sccosf_synth.demo_bag:main",
         ],

@@ -31,7 +31,7 @@ class DatasetError(SccosfError, RuntimeError):
     """A dataset folder or file cannot be used; the message names it."""
 
 
-def _list_images(folder: Path) -> dict[str, Path]:
+def list_images(folder: Path) -> dict[str, Path]:
     """Map file stem → path; two files with one stem (e.g. a.png and a.jpg) are ambiguous."""
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
@@ -151,7 +151,7 @@ class MSRSFolderDataset(_EpochSeeded):
         for sub in ("ir", "vi"):
             if not (self.root / sub).is_dir():
                 raise DatasetError(f"{self.root}: no '{sub}/' folder (expected the MSRS layout ir/, vi/)")
-        ir, vi = _list_images(self.root / "ir"), _list_images(self.root / "vi")
+        ir, vi = list_images(self.root / "ir"), list_images(self.root / "vi")
         only_ir, only_vi = sorted(ir.keys() - vi.keys()), sorted(vi.keys() - ir.keys())
         if only_ir or only_vi:
             parts = [f"{len(only_ir)} in ir/ only: {[ir[n].name for n in only_ir[:5]]}"] if only_ir else []
@@ -176,11 +176,11 @@ class MSRSFolderDataset(_EpochSeeded):
             if not Path(label_root).is_dir():
                 raise DatasetError(f"label folder {label_root} not found")
             self.label_dir: Path | None = Path(label_root)
-            return _list_images(self.label_dir)
+            return list_images(self.label_dir)
         for d in [label_dir] if label_dir else list(LABEL_DIRS):
             if (self.root / d).is_dir():
                 self.label_dir = self.root / d
-                return _list_images(self.label_dir)
+                return list_images(self.label_dir)
         self.label_dir = None
         if label_dir:
             raise DatasetError(f"{self.root}: label folder '{label_dir}/' not found")
@@ -288,8 +288,8 @@ def seafusion_split(root: str | Path) -> tuple[list[str], list[str]]:
     root = Path(root)
     if not (root / "seafusion").is_dir():
         raise DatasetError(f"{root}: no 'seafusion/' folder to take the validation names from")
-    val = sorted(_list_images(root / "seafusion"))
-    all_names = sorted(_list_images(root / "ir"))
+    val = sorted(list_images(root / "seafusion"))
+    all_names = sorted(list_images(root / "ir"))
     unknown = sorted(set(val) - set(all_names))
     if unknown:
         raise DatasetError(f"{root}/seafusion: {len(unknown)} names without an ir/ image: {unknown[:5]}")
