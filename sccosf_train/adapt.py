@@ -8,10 +8,14 @@ with the same arguments resume instead of starting again.
 
 How, with no labels (docs/training.md, "Adapting to a new rig"):
 
+* **resolution**: a rig whose frames are smaller than the model's reference frame (640x480) runs the network
+  at a higher internal scale, up to the pixels that frame gets (``ModelConfig.min_internal_pixels``), so its
+  small objects are not lost; frames that size or larger are unchanged.
 * **segmentation by self-training**: in each round the current model labels the pairs itself, averaged over
-  test-time views (mirrored; scales 1, 1.5, 2, so small objects are seen large), keeping only confident
-  pixels (:mod:`sccosf_train.self_labels`); the next model learns them from *augmented* views (camera-rig
-  randomisation, scale): consistency between the view that labels and the view that learns. With
+  test-time views (mirrored; scales 1 and 1.5, so small objects are seen large), keeping confident pixels
+  and, for persons, only regions shaped like a person (:mod:`sccosf_train.self_labels`); the next model
+  learns them from *augmented* views (camera-rig randomisation, scale): consistency between the view that
+  labels and the view that learns. With
   ``--boxes`` (the user's detection boxes, YOLO files named like the images), box-corrected pseudo labels
   replace the self labels where a pair has boxes (:func:`sccosf_train.pseudo_labels.make_labels`).
 * **fusion by its own objectives**: the trainer's no-reference fusion loss, with the fused image anchored to
@@ -49,7 +53,7 @@ from sccosf_train.pseudo_labels import LabelRules, make_labels
 from sccosf_train.self_labels import SelfLabelRules, self_labels
 from sccosf_train.train import train
 
-VIEW_SCALES = (1.0, 1.5, 2.0)
+VIEW_SCALES = (1.0, 1.5)
 BOX_RULES = LabelRules(outside_box="background", missed_core=0.6, boxless_min_conf=0.9)
 # The training recipe of a round: the shipped model's loss weights (config/train_tiny.yaml, docs/training.md)
 # with the fused image anchored to the start model, rig randomisation, and a constant learning rate (a round
@@ -163,12 +167,24 @@ def round_config(
     )
 
 
-def finish(run_dir: Path, settings: AdaptSettings, dst: Path, record: dict[str, Any]) -> Path:
-    """The last round's weights as ``dst``, with the start model's inference settings and the record."""
-    state, meta = load_checkpoint(run_dir / "last.safetensors")
-    start = read_checkpoint_meta(settings.start)
-    meta.config = {**meta.config, "min_internal_pixels": int(start.config.get("min_internal_pixels", 0))}
-    meta.training = {**meta.training, "sccosf_adapt": record}
+REFERENCE_FRAME = (480, 640)  # the frame size the shipped models are tuned and timed for
+
+
+def rig_floor(start: str) -> int:
+    """The resolution floor for the rig: at least the network pixels a reference frame gets (for a preset
+    that runs below full resolution), never lower than the start model's own."""
+    cfg = read_checkpoint_meta(start).config
+    scale = float(cfg.get("internal_scale", 1.0))
+    reference = int(REFERENCE_FRAME[0] * REFERENCE_FRAME[1] * scale * scale) if scale < 1.0 else 0
+    return max(int(cfg.get("min_internal_pixels", 0)), reference)
+
+
+def with_floor(src: str | Path, dst: Path, floor: int, record: dict[str, Any] | None = None) -> Path:
+    """``src``'s weights as ``dst`` with the resolution floor (and an adaptation record) in its metadata."""
+    state, meta = load_checkpoint(src)
+    meta.config = {**meta.config, "min_internal_pixels": int(floor)}
+    if record is not None:
+        meta.training = {**meta.training, "sccosf_adapt": record}
     return save_checkpoint(dst, state, meta)
 
 
@@ -194,7 +210,9 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
     split.write_text("\n".join(adapt_names) + "\n")
     boxes = BoxDir(settings.boxes, ignore=settings.box_ignore) if settings.boxes else None
     state = _state(out, settings)
-    teacher = state["rounds"][-1]["checkpoint"] if state["rounds"] else settings.start
+    floor = rig_floor(settings.start)
+    start_for_rig = with_floor(settings.start, out / "start_for_rig.safetensors", floor)
+    teacher = state["rounds"][-1]["checkpoint"] if state["rounds"] else str(start_for_rig)
     stopped = False
     for r in range(len(state["rounds"]) + 1, settings.rounds + 1):
         t_round = time.perf_counter()
@@ -207,7 +225,7 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
         summary = train(
             round_config(settings, folder, labels, split, run, teacher, budget, threads), ["sccosf-adapt"]
         )
-        teacher = str(run / "last.safetensors")
+        teacher = str(with_floor(run / "last.safetensors", run / "last_for_rig.safetensors", floor))
         stopped = bool(summary.get("stopped_by_time")) or time.perf_counter() > deadline
         state["rounds"].append({
             "round": r, "teacher": labelled_by, "checkpoint": teacher,
@@ -217,7 +235,8 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
         (out / "adapt_state.json").write_text(json.dumps(state, indent=1))
         if stopped:
             break
-    adapted = finish(Path(teacher).parent, settings, out / "adapted.safetensors", {"rounds": state["rounds"]})
+    record = {"rounds": state["rounds"], "min_internal_pixels": floor}
+    adapted = with_floor(teacher, out / "adapted.safetensors", floor, record)
     before, m0 = measure(FusionEngine(settings.start, device="cpu", backend="torch"), folder, held, boxes)
     after, m1 = measure(FusionEngine(adapted, device="cpu", backend="torch"), folder, held, boxes)
     report = {
@@ -229,6 +248,10 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
         "minutes": minutes,
         "wall_s": time.perf_counter() - t0,
         "stopped_by_time": stopped,
+        "min_internal_pixels": {
+            "start": int(read_checkpoint_meta(settings.start).config.get("min_internal_pixels", 0)),
+            "adapted": floor,
+        },
         "rounds": state["rounds"],
         "before": before,
         "after": after,

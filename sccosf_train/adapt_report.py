@@ -81,6 +81,8 @@ def markdown(report: dict[str, Any]) -> str:
         "report; "
         f"{len(report['rounds'])} self-training round(s) in {report['wall_s'] / 60:.1f} min "
         f"(budget {report['minutes']} min){'; stopped by the budget' if report['stopped_by_time'] else ''}.",
+        "Resolution floor for small frames (`min_internal_pixels`): "
+        f"{report['min_internal_pixels']['start']} -> {report['min_internal_pixels']['adapted']}.",
         f"Held-out pixels whose class changed: {_fmt(report['changed_share'], pct=True)}.",
         "",
         "| on held-out pairs | before | after |",

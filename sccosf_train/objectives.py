@@ -7,6 +7,7 @@ loss or a teacher run inside one plugs in here (or through ``train(objective=...
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -72,5 +73,8 @@ def make_objective(
         from sccosf_ros.checkpoint import build_from_checkpoint
 
         reference, _ = build_from_checkpoint(Path(cfg.fusion_anchor))
+        # Training runs every network at its preset's internal scale; a checkpoint's resolution floor for
+        # small frames (an inference setting) would run the reference on training crops at full size.
+        reference.config = replace(reference.config, min_internal_pixels=0)
         objective = FusionAnchor(objective, reference.to(device), cfg.w_anchor)
     return objective

@@ -430,3 +430,21 @@ def test_max_minutes_stops_after_a_step_saves_and_says_so(tmp_path, one_thread):
     assert full["stopped_by_time"] is False and full["epochs_completed"] == 1
     with pytest.raises(ValueError, match="max_minutes"):
         TrainConfig(max_minutes=0)
+
+
+def test_the_fusion_anchor_runs_at_the_training_scale_whatever_the_checkpoints_floor(tmp_path):
+    from sccosf_train.half_precision import main as export_main
+    from sccosf_train.objectives import make_objective
+
+    src = tmp_path / "src.safetensors"
+    from sccosf_ros.checkpoint import CheckpointMeta, save_checkpoint
+    from sccosf_ros.model import build_model
+
+    save_checkpoint(
+        src, build_model("tiny", 9), CheckpointMeta.for_model(build_model("tiny", 9), preset="tiny")
+    )
+    floored = tmp_path / "floored.safetensors"
+    assert export_main([str(src), str(floored), "--check-pairs", "1", "--min-internal-pixels", "76800"]) == 0
+    objective = make_objective(TrainConfig(fusion_anchor=str(floored)), None, torch.device("cpu"))
+    assert objective.reference.config.min_internal_pixels == 0
+    assert objective.reference.internal_size(256, 320) == (128, 160)
