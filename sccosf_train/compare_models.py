@@ -25,7 +25,7 @@ from tqdm import tqdm
 from sccosf_ros.metrics.boxes import BoxDir, BoxScore
 from sccosf_ros.report import json_safe
 from sccosf_train import teachers
-from sccosf_train.dataset import read_split_file, read_thermal, read_visible, seafusion_split
+from sccosf_train.dataset import find_image, read_split_file, read_thermal, read_visible, seafusion_split
 
 MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -112,7 +112,7 @@ def teacher_masker(name: str, weights: str | None, flip: bool) -> tuple[str, Mas
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.msrs_root)
     names = split_names(root, args.split)
-    boxes = BoxDir(args.boxes or root / "boxes")
+    boxes = BoxDir(args.boxes or root / "boxes", ignore=args.box_ignore)
     if args.threads:
         import torch
 
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = dict.fromkeys(masks, 0.0)
     t_all = time.perf_counter()
     for name in tqdm(names, unit="pair", disable=not args.progress, leave=False):
-        rgb, ir = read_visible(root / "vi" / f"{name}.png"), read_thermal(root / "ir" / f"{name}.png")
+        rgb, ir = read_visible(find_image(root / "vi", name)), read_thermal(find_image(root / "ir", name))
         for label, fn, _ in models:
             t0 = time.perf_counter()
             masks[label].append((name, np.asarray(fn(rgb, ir))))
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for label, _, _ in models:
         results[label], frames[label] = score_masks(masks[label], boxes, object_box=args.object_box)
     report = {
-        "title": "Box score on MSRS pairs",
+        "title": f"Box score on {root.name} pairs",
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "msrs_root": str(root),
@@ -175,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sccosf_train.compare_models", description=__doc__)
     p.add_argument("--msrs-root", required=True, help="MSRS layout folder (ir/, vi/, seafusion/, boxes/)")
     p.add_argument("--out", required=True, help="folder for box_score.json and box_score.md")
-    p.add_argument("--boxes", help="box folder (fusion/, infrared/, visible/); default MSRS_ROOT/boxes")
+    p.add_argument(
+        "--boxes", help="box folder (fusion/, infrared/, visible/ or NAME.txt); default ROOT/boxes"
+    )
+    p.add_argument("--box-ignore", help="don't-care boxes NAME.txt (objects cut by the frame edge)")
     p.add_argument("--split", default="val", help="val (default), train, all, or a file of names")
     p.add_argument("--checkpoint", action="append", help="SC-CoSF checkpoint(s); default the shipped model")
     teachers.add_arguments(p)

@@ -29,27 +29,22 @@ import cv2
 import numpy as np
 
 from sccosf_ros.engine import FusionEngine
-from sccosf_ros.imaging.color import colorize_mask, overlay, rgb_to_ycbcr, ycbcr_to_rgb
-from sccosf_ros.metrics.boxes import Box, BoxDir
+from sccosf_ros.imaging.color import colorize_mask
+from sccosf_ros.metrics.boxes import BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.report import ContactSheet
 from sccosf_synth.scenes import generate_scene
 from sccosf_train import teachers
 from sccosf_train.compare_models import markdown_table, score_masks
-from sccosf_train.dataset import SyntheticDataset, seafusion_split
+from sccosf_train.cross_rig import cross_rig_markdown, score_cross_rig
+from sccosf_train.dataset import SyntheticDataset, read_split_file, seafusion_split
+from sccosf_train.figures import mask_picture, max_baseline
 
 # Disjoint from the trainer's synthetic streams (training: seed, validation: seed + 10000).
 HELD_OUT_SYNTHETIC_SEED = 20_001
 # Metrics where the target counts wins; SSIM is the guard (must not fall below SeAFusion's).
 SCORED = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf")
-
-
-def max_baseline(rgb: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """Per-pixel maximum of visible luminance and infrared, with the visible chroma: uint8 RGB."""
-    ycc = rgb_to_ycbcr(rgb.astype(np.float32) / 255.0)
-    ycc[..., 0] = np.maximum(ycc[..., 0], ir.astype(np.float32) / 255.0)
-    return np.clip(np.rint(ycbcr_to_rgb(ycc) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -71,20 +66,6 @@ def _find(folder: Path, name: str) -> Path:
         if (folder / f"{name}{ext}").exists():
             return folder / f"{name}{ext}"
     raise FileNotFoundError(f"{folder}/{name}.*")
-
-
-BOX_COLOURS = {1: (255, 0, 255), 2: (255, 255, 0), 3: (0, 255, 255)}  # car, person, bike outlines
-
-
-def mask_picture(
-    fused: np.ndarray, mask: np.ndarray, palette: np.ndarray, boxes: list[Box] | None
-) -> np.ndarray:
-    """The mask as a person reads it: palette colours over the fused image (background untouched), with
-    the annotated detection boxes outlined (car magenta, person yellow, bike cyan)."""
-    pic = overlay(fused, colorize_mask(mask, palette), alpha=0.6, mask=mask != 0)
-    for b in boxes or []:
-        cv2.rectangle(pic, (b.x0, b.y0), (b.x1 - 1, b.y1 - 1), BOX_COLOURS.get(b.cls, (255, 255, 255)), 2)
-    return pic
 
 
 @dataclass
@@ -249,6 +230,16 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cross_rig_section(engine: FusionEngine, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    root = Path(args.cross_rig)
+    ignore = root / "ignore"
+    boxes = BoxDir(root / "boxes", ignore=ignore if ignore.is_dir() else None)
+    names = read_split_file(args.cross_rig_split) if args.cross_rig_split else boxes.names()
+    names = [n for n in names if boxes.has(n)]
+    teacher = None if args.no_teacher else args.teacher
+    return score_cross_rig(engine, root, names, boxes, teacher, args.teacher_weights, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint to score (safetensors)")
@@ -269,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     teachers.add_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--cross-rig", help="another rig's folder (ir/, vi/, boxes/NAME.txt, ignore/): a cross-rig section"
+    )
+    p.add_argument(
+        "--cross-rig-split", help="file of that rig's frame names to score (default: every boxed frame)"
+    )
     args = p.parse_args(argv)
 
     root, out = Path(args.msrs_root), Path(args.out)
@@ -292,11 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "segmentation": score_segmentation(engine, args.synthetic_scenes, tuple(args.synthetic_size)),
     }
+    if args.cross_rig:
+        card["cross_rig"] = cross_rig_section(engine, args, out)
     sheets.comparison.save(out / "fusion_comparison.png")
     sheets.night.save(out / "night_contact_sheet.png")
     sheets.day.save(out / "day_contact_sheet.png")
     (out / "model_card.json").write_text(json.dumps(card, indent=1, default=float))
-    md = render_markdown(card)
+    md = render_markdown(card) + (cross_rig_markdown(card["cross_rig"]) if "cross_rig" in card else "")
     (out / "model_card.md").write_text(md)
     print(md)
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from sccosf_ros.imaging.color import rgb_to_ycbcr
 from sccosf_train.model_card import main, max_baseline, pairs_won
@@ -116,3 +117,61 @@ def test_export_half_sets_the_inference_resolution_floor(tmp_path: Path, random_
     assert meta.config["min_internal_pixels"] == 76800
     assert meta.training["export"]["min_internal_pixels"] == 76800
     assert model.internal_size(330, 500) == (224, 352)
+
+
+def test_model_card_cross_rig_section(tmp_path: Path, random_checkpoint: Path) -> None:
+    """A second rig laid out as RoadScene (JPEG pairs, NAME.txt boxes, ignore/): model and teacher scored
+    in the same run, fusion against the maximum, night and day sheets."""
+    from sccosf_train import teachers
+
+    msrs, rig = tmp_path / "msrs", tmp_path / "rig"
+    for sub in ("ir", "vi", "seafusion", "boxes/fusion"):
+        (msrs / sub).mkdir(parents=True)
+    for sub in ("ir", "vi", "boxes", "ignore"):
+        (rig / sub).mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    vi = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for folder, ext in ((msrs, "png"), (rig, "jpg")):
+        cv2.imwrite(str(folder / "vi" / f"a.{ext}"), vi)
+        cv2.imwrite(str(folder / "ir" / f"a.{ext}"), vi[..., 0])
+    cv2.imwrite(str(msrs / "seafusion" / "a.png"), vi)
+    cv2.imwrite(str(rig / "vi" / "b.jpg"), vi // 8)  # a night frame
+    cv2.imwrite(str(rig / "ir" / "b.jpg"), vi[..., 1])
+    (rig / "boxes" / "a.txt").write_text("2 0.5 0.5 0.5 0.5\n")
+    (rig / "boxes" / "b.txt").write_text("0 0.5 0.5 0.2 0.5\n")
+    (rig / "ignore" / "b.txt").write_text("2 0.05 0.5 0.1 0.3 0.4\n")
+
+    class Blank:
+        """A teacher from the tests: background everywhere."""
+
+        name, title, citation, weights, class_names = "blank", "Blank", "test", "-", tuple("abcdefghi")
+
+        @classmethod
+        def load(cls, weights: object = None, device: str = "cpu") -> Blank:
+            return cls()
+
+        def logits(self, rgb: np.ndarray, thermal: np.ndarray, scale: float = 1.0) -> torch.Tensor:
+            out = torch.zeros(1, 9, *thermal.shape)
+            out[0, 0] = 1.0
+            return out
+
+    teachers.register("blank", Blank)
+    try:
+        out = tmp_path / "card"
+        argv = ["--checkpoint", str(random_checkpoint), "--msrs-root", str(msrs), "--out", str(out),
+                "--synthetic-scenes", "1", "--synthetic-size", "48", "64", "--threads", "1",
+                "--teacher", "blank", "--cross-rig", str(rig)]  # fmt: skip
+        assert main(argv) == 0
+    finally:
+        teachers.unregister("blank")
+    section = json.loads((out / "model_card.json").read_text())["cross_rig"]
+    assert section["frames"] == 2 and section["night_day"] == {"night": 1, "day": 1}
+    assert list(section["box_score"]) == ["SC-CoSF (this model)", "Blank (teacher, test)"]
+    blank = section["box_score"]["Blank (teacher, test)"]
+    assert blank["per_class"]["car"]["objects"] == 1 and blank["per_class"]["person"]["objects"] == 1
+    assert blank["per_class"]["car"]["hits"] == 0 and blank["mean_F"] == 0.0
+    assert set(section["fusion"]["means"]) == {"ours", "max"}
+    assert (out / "cross_rig_night_contact_sheet.png").exists() and (
+        out / "cross_rig_day_contact_sheet.png"
+    ).exists()
+    assert "Cross-rig: 2 frames" in (out / "model_card.md").read_text()
