@@ -187,9 +187,10 @@ def _pairs(root: Path, names: Sequence[str], progress: bool) -> Any:
 
 def save_probs(path: Path, probs: np.ndarray, factor: int) -> None:
     """float16 (K, H/f, W/f) area-averaged teacher probabilities: ~0.35 MB a 480x640 pair at f = 4."""
-    k, h, w = probs.shape
-    small = cv2.resize(probs.transpose(1, 2, 0), (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-    np.save(path, small.reshape(h // factor, w // factor, k).transpose(2, 0, 1).astype(np.float16))
+    _, h, w = probs.shape
+    # one class at a time: OpenCV 5's resize takes at most 4 channels
+    small = [cv2.resize(c, (w // factor, h // factor), interpolation=cv2.INTER_AREA) for c in probs]
+    np.save(path, np.stack(small).astype(np.float16))
 
 
 # ---------------------------------------------------------------------------------------------- running

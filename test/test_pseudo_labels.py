@@ -248,3 +248,13 @@ def test_sccosf_teacher_labels_a_jpeg_rig_with_flat_boxes_and_dont_care(
     assert not np.isin(label[outside], (1, 2, 3)).any()  # boxes as the complete list: no object outside
     record = json.loads((out / "records.json").read_text())
     assert record["teacher"] == str(random_checkpoint) and record["records"][0]["dont_care"] > 0
+
+
+def test_save_probs_area_averages_every_class(tmp_path: Path) -> None:
+    """Nine classes in one file (OpenCV 5's resize takes at most four channels at once)."""
+    probs = np.random.default_rng(0).random((9, 8, 12)).astype(np.float32)
+    pl.save_probs(tmp_path / "p.npy", probs, 4)
+    small = np.load(tmp_path / "p.npy")
+    assert small.shape == (9, 2, 3) and small.dtype == np.float16
+    expect = probs.reshape(9, 2, 4, 3, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(small.astype(np.float32), expect, atol=2e-3)
