@@ -130,7 +130,7 @@ def test_model_card_cross_rig_section(tmp_path: Path, random_checkpoint: Path) -
     for sub in ("ir", "vi", "boxes", "ignore"):
         (rig / sub).mkdir(parents=True)
     rng = np.random.default_rng(2)
-    vi = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    vi = rng.integers(150, 256, (48, 64, 3), dtype=np.uint8)  # a day frame: bright sky
     for folder, ext in ((msrs, "png"), (rig, "jpg")):
         cv2.imwrite(str(folder / "vi" / f"a.{ext}"), vi)
         cv2.imwrite(str(folder / "ir" / f"a.{ext}"), vi[..., 0])
@@ -175,3 +175,15 @@ def test_model_card_cross_rig_section(tmp_path: Path, random_checkpoint: Path) -
         out / "cross_rig_day_contact_sheet.png"
     ).exists()
     assert "Cross-rig: 2 frames" in (out / "model_card.md").read_text()
+
+
+def test_a_street_lit_night_frame_is_night() -> None:
+    """Night by the sky (top third), not by the whole frame, which street lights make as bright as day."""
+    from sccosf_train.cross_rig import is_night_frame
+
+    lit_night = np.full((90, 120), 220, np.uint8)
+    lit_night[:30] = 60
+    day = np.full((90, 120), 90, np.uint8)
+    day[:30] = 200
+    assert is_night_frame(lit_night) and not is_night_frame(day)
+    assert lit_night.mean() > day.mean()
