@@ -101,6 +101,7 @@ class AdaptSettings:
     repeat: int
     scale: tuple[float, float]
     rules: SelfLabelRules
+    keep_start: float = 0.5
 
 
 def split_names(names: list[str], holdout: float) -> tuple[list[str], list[str]]:
@@ -188,6 +189,26 @@ def with_floor(src: str | Path, dst: Path, floor: int, record: dict[str, Any] | 
     return save_checkpoint(dst, state, meta)
 
 
+def blend(start: str | Path, trained: str | Path, keep_start: float) -> tuple[dict[str, Any], Any]:
+    """Weights ``keep_start * start + (1 - keep_start) * trained`` (both of one lineage), ``trained``'s
+    metadata. Why: self-training on one rig forgets the others (an MSRS-only model adapted on RoadScene
+    lost MSRS person F 0.76 -> 0.36); averaging the weights of the start and the fine-tuned model keeps most
+    of either's skill (weight-space ensembling, Wortsman et al., CVPR 2022, "WiSE-FT")."""
+    a, _ = load_checkpoint(start)
+    b, meta = load_checkpoint(trained)
+    if a.keys() != b.keys():
+        raise ConfigError(f"cannot blend {start} and {trained}: different networks")
+    out = {
+        k: (
+            (keep_start * a[k].float() + (1.0 - keep_start) * v.float()).to(v.dtype)
+            if v.is_floating_point()
+            else v
+        )
+        for k, v in b.items()
+    }
+    return out, meta
+
+
 def _state(out: Path, settings: AdaptSettings) -> dict[str, Any]:
     """What earlier runs with the same settings finished (resume); a different setting starts afresh."""
     path = out / "adapt_state.json"
@@ -226,7 +247,8 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
             round_config(settings, folder, labels, split, run, teacher, budget, threads), ["sccosf-adapt"]
         )
         teacher = str(with_floor(run / "last.safetensors", run / "last_for_rig.safetensors", floor))
-        stopped = bool(summary.get("stopped_by_time")) or time.perf_counter() > deadline
+        # a round that used its share goes on to the next; the whole run ends at the deadline
+        stopped = time.perf_counter() > deadline
         state["rounds"].append({
             "round": r, "teacher": labelled_by, "checkpoint": teacher,
             "labelled_share": share, "epochs": summary["epochs_completed"], "stopped_by_time": stopped,
@@ -235,8 +257,11 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
         (out / "adapt_state.json").write_text(json.dumps(state, indent=1))
         if stopped:
             break
-    record = {"rounds": state["rounds"], "min_internal_pixels": floor}
-    adapted = with_floor(teacher, out / "adapted.safetensors", floor, record)
+    record = {"rounds": state["rounds"], "min_internal_pixels": floor, "keep_start": settings.keep_start}
+    weights, meta = blend(start_for_rig, teacher, settings.keep_start)
+    meta.config = {**meta.config, "min_internal_pixels": int(floor)}
+    meta.training = {**meta.training, "sccosf_adapt": record}
+    adapted = save_checkpoint(out / "adapted.safetensors", weights, meta)
     before, m0 = measure(FusionEngine(settings.start, device="cpu", backend="torch"), folder, held, boxes)
     after, m1 = measure(FusionEngine(adapted, device="cpu", backend="torch"), folder, held, boxes)
     report = {
@@ -248,6 +273,7 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
         "minutes": minutes,
         "wall_s": time.perf_counter() - t0,
         "stopped_by_time": stopped,
+        "keep_start": settings.keep_start,
         "min_internal_pixels": {
             "start": int(read_checkpoint_meta(settings.start).config.get("min_internal_pixels", 0)),
             "adapted": floor,
@@ -283,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pairs", type=int, default=200, help="use at most this many pairs, spread over the input"
     )
     p.add_argument("--holdout", type=float, default=0.2, help="share of pairs held out for the report (0.2)")
+    p.add_argument(
+        "--keep-start", type=float, default=0.5,
+        help="share of the start model's weights in the output (0: the self-trained model alone; 0.5)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p
 
@@ -297,11 +327,12 @@ def settings_from_args(args: argparse.Namespace) -> AdaptSettings:
         ("--rounds", args.rounds, args.rounds >= 1),
         ("--epochs-per-round", args.epochs_per_round, args.epochs_per_round >= 1),
         ("--holdout", args.holdout, 0 < args.holdout < 1),
+        ("--keep-start", args.keep_start, 0 <= args.keep_start < 1),
     ):
         if not ok:
             raise ConfigError(f"{name} out of range: {value}")
     return AdaptSettings(source, start, args.boxes, args.box_ignore, args.rounds, args.epochs_per_round,
-                         args.holdout, 4, (0.6, 1.6), SelfLabelRules())  # fmt: skip
+                         args.holdout, 4, (0.6, 1.6), SelfLabelRules(), args.keep_start)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,8 @@ def markdown(report: dict[str, Any]) -> str:
         "report; "
         f"{len(report['rounds'])} self-training round(s) in {report['wall_s'] / 60:.1f} min "
         f"(budget {report['minutes']} min){'; stopped by the budget' if report['stopped_by_time'] else ''}.",
+        f"The adapted weights keep {report.get('keep_start', 0.0):.2f} of the start model's "
+        "(`--keep-start`).",
         "Resolution floor for small frames (`min_internal_pixels`): "
         f"{report['min_internal_pixels']['start']} -> {report['min_internal_pixels']['adapted']}.",
         f"Held-out pixels whose class changed: {_fmt(report['changed_share'], pct=True)}.",

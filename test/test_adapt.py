@@ -7,14 +7,18 @@ the budget being honoured, errors), not quality: quality is measured on RoadScen
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from sccosf_ros import bags
+from sccosf_ros.checkpoint import load_checkpoint, save_checkpoint
 from sccosf_ros.engine import FusionEngine
+from sccosf_ros.errors import ConfigError
 from sccosf_train import adapt
 from sccosf_train.adapt_data import AdaptInputError, PairSource, collect_pairs
 from sccosf_train.self_labels import SelfLabelRules, self_labels
@@ -80,7 +84,7 @@ def test_the_budget_stops_a_run_and_the_same_command_finishes_it(
     assert adapt.main(argv) == 0  # resumes with round 2
     second = json.loads((out / "report.json").read_text())
     assert [r["round"] for r in second["rounds"]] == [1, 2]
-    assert second["rounds"][1]["teacher"].endswith("round1/train/last.safetensors")
+    assert second["rounds"][1]["teacher"].endswith("round1/train/last_for_rig.safetensors")
 
 
 def test_user_boxes_become_weak_labels(tmp_path: Path, random_checkpoint: Path) -> None:
@@ -168,15 +172,49 @@ def test_self_labels_keep_confident_view_consistent_pixels() -> None:
     p[2, 0, 1], p[0, 0, 1] = 0.7, 0.3  # an unsure person at (0, 1)
     other = p.copy()
     other[:, 1, 2] = 0
-    other[4, 1, 2] = 1.0  # one view disagrees at (1, 2)
-    label, rec = self_labels([p, p, other], SelfLabelRules())  # (1, 2): mean background 0.63, but a view
-    # says otherwise
+    other[4, 1, 2] = 1.0  # one view disagrees at (1, 2): mean background 0.63
+    rules = SelfLabelRules(min_conf=0.6, class_conf={1: 0.8, 2: 0.8}, agree=True, shapes={})
+    label, rec = self_labels([p, p, other], rules)
     assert label[0, 0] == 1 and label[0, 1] == 255 and label[1, 2] == 255 and label[1, 0] == 0
     assert rec["unsure_objects"] == 1 and rec["views_disagree"] == 1
-    assert self_labels([p, p, other], SelfLabelRules(agree=False))[0][1, 2] == 0
-    bg, _ = self_labels([p, p, other], SelfLabelRules(unsure_objects="background"))
+    assert self_labels([p, p, other], replace(rules, agree=False))[0][1, 2] == 0
+    bg, _ = self_labels([p, p, other], replace(rules, unsure_objects="background"))
     assert bg[0, 1] == 0
     with pytest.raises(ValueError, match="unsure_objects"):
         SelfLabelRules(unsure_objects="keep")
+    with pytest.raises(ValueError, match="misshapen"):
+        SelfLabelRules(misshapen="keep")
+
+
+def test_self_labels_keep_only_person_shaped_regions() -> None:
+    """A standing person is taller than wide: a wide 'person' region (foliage, a window) is not learnt as
+    person; by default it is left unlabelled, not taught as background (the model may be half right)."""
+    p = np.zeros((9, 40, 60), np.float32)
+    p[0] = 1.0
+    for y0, y1, x0, x1 in ((5, 25, 5, 12), (30, 36, 20, 50)):  # tall (kept), wide (misshapen)
+        p[:, y0:y1, x0:x1] = 0
+        p[2, y0:y1, x0:x1] = 0.9
+    label, rec = self_labels([p], SelfLabelRules())
+    assert (label[5:25, 5:12] == 2).all() and (label[30:36, 20:50] == 255).all()
+    assert rec["misshapen"] == 6 * 30
+    bg, _ = self_labels([p], SelfLabelRules(misshapen="background"))
+    assert (bg[30:36, 20:50] == 0).all() and (bg[5:25, 5:12] == 2).all()
+
+
+def test_pair_source_needs_two_pairs() -> None:
     with pytest.raises(AdaptInputError, match="--max-pairs"):
         PairSource(rgb="a", thermal="b", max_pairs=1)
+
+
+def test_blend_averages_the_weights_of_start_and_trained(tmp_path: Path, random_checkpoint: Path) -> None:
+    """``--keep-start``: the output lies between the start model and the self-trained one."""
+    state, meta = load_checkpoint(random_checkpoint)
+    moved = {k: v + 1.0 if v.is_floating_point() else v for k, v in state.items()}
+    trained = save_checkpoint(tmp_path / "trained.safetensors", moved, meta)
+    mixed, _ = adapt.blend(random_checkpoint, trained, 0.25)
+    for k, v in state.items():
+        expect = v.float() + 0.75 if v.is_floating_point() else v
+        torch.testing.assert_close(mixed[k].float() if v.is_floating_point() else mixed[k], expect)
+    other = {k: v for k, v in list(state.items())[1:]}
+    with pytest.raises(ConfigError, match="different networks"):
+        adapt.blend(random_checkpoint, save_checkpoint(tmp_path / "other.safetensors", other, meta), 0.5)
