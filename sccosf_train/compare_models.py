@@ -154,11 +154,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "box_score.json").write_text(json.dumps(json_safe(report), indent=1))
+    dont_care = f", don't-care boxes `{args.box_ignore}`" if args.box_ignore else ""
     md = [
         f"# {report['title']}",
         "",
         f"{len(names)} pairs (`{args.split}`) of `{root}`, boxes `{boxes.root}` "
-        f"({', '.join(boxes.variants)}); object region: {args.object_box}; definition in docs/metrics.md. "
+        f"({', '.join(v or 'NAME.txt' for v in boxes.variants)})"
+        f"{dont_care}; "
+        f"object region: {args.object_box}; definition in docs/metrics.md. "
         f"Generated {report['generated']}.",
         "",
         markdown_table(results),
