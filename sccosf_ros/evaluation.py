@@ -234,6 +234,7 @@ def _pairing_counts(pairer: ApproximateTimePairer, evaluated: int, bad: Mapping[
         "rgb_unmatched": st.received["rgb"] - st.matched,
         "thermal_unmatched": st.received["thermal"] - st.matched,
         "rejected_by_kind": dict(bad),
+        "pairing_resets": st.resets,  # stamps went back (a looped or concatenated bag): pairing began afresh
     }
 
 

@@ -133,3 +133,19 @@ def test_contact_sheet_keeps_evenly_spaced_frames() -> None:
     assert kept[-1] >= 1000 - steps[0]  # ... over the whole run
     image = sheet.render()
     assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3
+
+
+def test_looped_bag_pairs_on_every_pass(small_bag: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+    """A bag recorded from ``ros2 bag play --loop``: the same header stamps twice, log times going on."""
+    looped = tmp_path / "looped"
+    messages = list(bags.read_raw(small_bag))
+    span = messages[-1].log_time_ns - messages[0].log_time_ns + 100_000_000
+    with bags.BagWriter(looped) as w:
+        for k in range(2):
+            for m in messages:
+                w.write_raw(m.topic, m.msgtype, m.log_time_ns + k * span, m.data)
+    cfg = EvalConfig(checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False, write_bag=False)
+    pairs = evaluate_bag(looped, tmp_path / "eval", cfg)["pairs"]
+    assert (pairs["rgb_messages"], pairs["thermal_messages"]) == (72, 20)
+    assert pairs["pairs_matched"] == 20 and pairs["pairs_evaluated"] == 20  # 10 on each pass
+    assert pairs["pairing_resets"] == 1
