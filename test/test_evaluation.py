@@ -144,7 +144,9 @@ def test_looped_bag_pairs_on_every_pass(small_bag: Path, random_checkpoint: Path
         for k in range(2):
             for m in messages:
                 w.write_raw(m.topic, m.msgtype, m.log_time_ns + k * span, m.data)
-    cfg = EvalConfig(checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False, write_bag=False)
+    cfg = EvalConfig(
+        checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False, write_bag=False
+    )
     pairs = evaluate_bag(looped, tmp_path / "eval", cfg)["pairs"]
     assert (pairs["rgb_messages"], pairs["thermal_messages"]) == (72, 20)
     assert pairs["pairs_matched"] == 20 and pairs["pairs_evaluated"] == 20  # 10 on each pass
