@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=32, help="pairs per trial")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = parser.parse_args()
     pairs = load_pairs(args.msrs)
     rng = np.random.default_rng(args.seed)
@@ -111,23 +112,22 @@ def main() -> None:
             else {}
         )
 
-    print(
-        json.dumps(
-            {
-                "pairs_in_folder": len(pairs),
-                "trials": args.trials,
-                "pairs_per_trial": args.pairs,
-                "failures": len(failures),
-                "failure_messages": failures[:3],
-                "corner_error_px": stats(corner),
-                "change_error_px": stats(change),
-                "dataset_alignment_h0_corner_px": round(corner_distance(h0, np.eye(3), HW), 2),
-                "h0_estimate_s": round(h0_s, 1),
-                "seconds_per_trial": stats(secs),
-            },
-            indent=2,
-        )
-    )
+    figures = {
+        "pairs_in_folder": len(pairs),
+        "trials": args.trials,
+        "pairs_per_trial": args.pairs,
+        "failures": len(failures),
+        "failure_messages": failures[:3],
+        "corner_error_px": stats(corner),
+        "change_error_px": stats(change),
+        "dataset_alignment_h0_corner_px": round(corner_distance(h0, np.eye(3), HW), 2),
+        "h0_estimate_s": round(h0_s, 1),
+        "seconds_per_trial": stats(secs),
+    }
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

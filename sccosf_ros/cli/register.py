@@ -96,12 +96,13 @@ def params_yaml(reg: Registration, source: str) -> str:
     return header + body
 
 
-def _edges_overlay(rgb: np.ndarray, thermal_on_rgb: np.ndarray) -> np.ndarray:
+def _edges_overlay(rgb: np.ndarray, thermal_on_rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
     grey = to_gray255(rgb)
     picture = np.repeat((grey * 0.35)[:, :, None], 3, axis=2)
+    inside = cv2.erode(valid, np.ones((7, 7), np.uint8)) > 0  # the warped frame's own border is no edge
     for edges, colour in (
         (edge_image(grey, 1.5, 16.0), (0, 255, 0)),
-        (edge_image(thermal_on_rgb, 1.5, 16.0), (255, 0, 255)),
+        (edge_image(thermal_on_rgb, 1.5, 16.0) * inside, (255, 0, 255)),
     ):
         strong = edges > np.percentile(edges, 92)
         picture[strong] = 0.5 * picture[strong] + 0.5 * np.array(colour, np.float32)
@@ -114,9 +115,12 @@ def check_picture(pairs: Sequence[Pair], reg: Registration, rows: int = 3) -> np
     for k in np.unique(np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).round().astype(int)):
         rgb, thermal = pairs[k]
         th = to_gray255(thermal)
-        before = _edges_overlay(rgb, warp_thermal_to_rgb(th, rgb.shape))
-        after = _edges_overlay(rgb, warp_thermal_to_rgb(th, rgb.shape, reg.homography))
-        out.append(np.hstack([before, np.full((rgb.shape[0], 8, 3), 255, np.uint8), after]))
+        ones = np.full(th.shape, 255, np.uint8)
+        sides = []
+        for h in (None, reg.homography):
+            warped = warp_thermal_to_rgb(th, rgb.shape, h)
+            sides.append(_edges_overlay(rgb, warped, warp_thermal_to_rgb(ones, rgb.shape, h)))
+        out.append(np.hstack([sides[0], np.full((rgb.shape[0], 8, 3), 255, np.uint8), sides[1]]))
     picture = np.vstack(out)
     for x, label in ((10, "before (resize only)"), (picture.shape[1] // 2 + 10, "after (homography)")):
         cv2.putText(picture, label, (x, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
