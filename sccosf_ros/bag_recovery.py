@@ -642,7 +642,7 @@ def open_unindexed(path: str | Path) -> RecoveredBag:
     """
     try:
         return RecoveredBag(_cached_scan(path))
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise RecoveryError(f"cannot read {path}: {exc}") from None
 
 

@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (UserError, RegistrationError, bags.BagError, OSError) as exc:
+    except (UserError, RegistrationError, bags.BagError, OSError, ValueError) as exc:  # ValueError: encodings
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
