@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --timeout=300 test
 
 demo: $(STAMP)
-	$(BIN)/python -m sccosf_ros.cli.demo --out $(DEMO_OUT)
+	$(BIN)/python -m sccosf_synth.demo --out $(DEMO_OUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scan.py

@@ -1,4 +1,4 @@
-"""Build script for sccosf_ros (ament_python) and its offline trainer sccosf_train.
+"""Build script for sccosf_ros (ament_python), its generators sccosf_synth and its trainer sccosf_train.
 
 Works both under ``colcon build`` in a ROS 2 workspace and with ``pip install -e .`` in a venv.
 """
@@ -17,7 +17,16 @@ def _files(pattern: str) -> list[str]:
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["sccosf_ros", "sccosf_ros.*", "sccosf_train", "sccosf_train.*"]),
+    packages=find_packages(
+        include=[
+            "sccosf_ros",
+            "sccosf_ros.*",
+            "sccosf_synth",
+            "sccosf_synth.*",
+            "sccosf_train",
+            "sccosf_train.*",
+        ]
+    ),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -56,6 +65,8 @@ setup(
             "sccosf-replay = sccosf_ros.cli.replay:main",
             "sccosf-register = sccosf_ros.cli.register:main",
             "sccosf-train = sccosf_train.cli:main",
+            "sccosf-demo = sccosf_synth.demo:main",
+            "sccosf-demo-bag = sccosf_synth.demo_bag:main",
         ],
     },
 )

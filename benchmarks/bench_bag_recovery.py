@@ -21,6 +21,7 @@ from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
 
 from sccosf_ros import bag_recovery, bags
+from sccosf_synth.demo_bag import SyntheticBagSpec, write_synthetic_bag
 
 
 def intact_before(mcap: Path, cut: int) -> int:
@@ -54,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        bags.write_synthetic_bag(root / "demo", bags.SyntheticBagSpec(seconds=4.0, height=240, width=320))
+        write_synthetic_bag(root / "demo", SyntheticBagSpec(seconds=4.0, height=240, width=320))
         (src,) = (root / "demo").glob("*.mcap")
         total = sum(1 for _ in bags.read_raw(root / "demo"))
         cut = round(args.cut_mb * 1e6)

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sccosf_ros.metrics.fusion import fusion_metrics, to_gray255
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.scenes import generate_scene
 
 
 def _times_ms(fn: Callable[[int], object], runs: int) -> dict[str, float]:

@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sccosf_ros import topics
+from sccosf_ros.backends import backend_names
 
 
 def _checkpoint(arg: str | None, tmp: Path) -> tuple[str, str]:
@@ -93,9 +94,7 @@ def main() -> int:
     ap.add_argument("--rgb-hz", type=float, default=30.0, help="RGB camera rate")
     ap.add_argument("--thermal-hz", type=float, default=9.0, help="thermal camera rate (gpu_check: 30)")
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument(
-        "--backend", default="auto", choices=("auto", "torch", "onnxruntime"), help="the node's backend"
-    )
+    ap.add_argument("--backend", default="auto", choices=backend_names(), help="the node's backend")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--num-threads", type=int, default=0)

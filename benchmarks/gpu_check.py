@@ -338,8 +338,8 @@ def worker_path(h: int, w: int, duration: float) -> dict[str, Any]:
     from sccosf_ros.engine import FusionEngine
     from sccosf_ros.imaging.palette import MSRS_PALETTE
     from sccosf_ros.node.params import SPECS, thermal_normalizer
-    from sccosf_ros.node.processing import OUTPUTS, PairProcessor
     from sccosf_ros.pairing import ApproximateTimePairer
+    from sccosf_ros.pipeline import OUTPUTS, PairProcessor
 
     engine = FusionEngine(device="cuda" if cuda() else "cpu")
     engine.warmup(h, w, runs=3 if cuda() else 1)
@@ -432,7 +432,7 @@ def _onnx(a: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
     model = a.onnx or next(iter(sorted((CARRY / "onnx").glob("*.onnx"))), None)
     if model is None:
         raise StepSkippedError("no ONNX model: pass --onnx or run benchmarks/gpu_wheels.sh (it exports one)")
-    from sccosf_ros.backends.ort_backend import read_onnx_metadata
+    from sccosf_ros.backends.onnx_format import read_onnx_metadata
 
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     _, info = read_onnx_metadata(dict(sess.get_modelmeta().custom_metadata_map), str(model))

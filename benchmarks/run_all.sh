@@ -47,7 +47,7 @@ FASTRTPS_DEFAULT_PROFILES_FILE="$PWD/config/fastdds_large_images.xml" run $PY be
     --size 480 640 --seconds 6 --rows sensor_data:single:0,sensor_data:multi:1,reliable:multi:1 \
     --out "$OUT/transport_profile.json"
 rm -rf "$OUT/demo" "$OUT"/replay_*
-run $PY -m sccosf_ros.cli.demo --out "$OUT/demo"
+run $PY -m sccosf_synth.demo --out "$OUT/demo"
 for i in 1 2 3 4 5; do  # the live replay's run-to-run spread, with the profile and with Fast DDS defaults
     run .venv/bin/sccosf-replay "$OUT/demo/demo_bag" --out "$OUT/replay_profile_$i" --threads 1 --no-progress
     FASTRTPS_DEFAULT_PROFILES_FILE="" run .venv/bin/sccosf-replay "$OUT/demo/demo_bag" \

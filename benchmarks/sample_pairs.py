@@ -33,7 +33,7 @@ def sample_pairs(
                 th = cv2.resize(th, (width, height), interpolation=cv2.INTER_AREA)
             out.append((rgb, th))
         return out, f"{len(out)} real MSRS pairs from {root}"
-    from sccosf_ros.onnx_export import check_inputs
+    from sccosf_synth.scenes import generate_scene
 
-    rgb, th = check_inputs(height, width, n, seed=seed)
-    return [(rgb[i], np.round(th[i] * 255).astype(np.uint8)) for i in range(n)], f"{n} synthetic frames"
+    scenes = [generate_scene(seed + i, height, width) for i in range(n)]
+    return [(sc.rgb, sc.thermal) for sc in scenes], f"{n} synthetic scenes (sccosf_synth, seed {seed})"

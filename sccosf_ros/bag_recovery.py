@@ -41,6 +41,8 @@ from rosbags.rosbag2 import ReaderError, Writer, WriterError
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.rosbag2.storage_mcap import decompress
 
+from sccosf_ros.errors import BagError
+
 log = logging.getLogger(__name__)
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -51,7 +53,7 @@ _CHUNK_FIXED = 8 + 8 + 8 + 4  # start, end, uncompressed size, uncompressed CRC
 _MESSAGE_FIXED = 2 + 4 + 8 + 8  # channel, sequence, log time, publish time
 
 
-class RecoveryError(RuntimeError):
+class RecoveryError(BagError):
     """Nothing could be read; the message says why, in one line."""
 
 

@@ -24,6 +24,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from sccosf_ros import bag_recovery, topics
+from sccosf_ros.errors import BagError
 from sccosf_ros.imaging.encodings import (
     ImageConversionError,
     ImageFields,
@@ -46,10 +47,6 @@ THERMAL_FRAME = "thermal_camera_optical_frame"
 _Image = TYPESTORE.types[IMAGE_TYPE]
 _Header = TYPESTORE.types["std_msgs/msg/Header"]
 _Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
-
-
-class BagError(RuntimeError):
-    """A bag cannot be opened or lacks what was asked of it; the message says what the bag does hold."""
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -401,101 +398,9 @@ def bag_info(path: str | Path) -> BagInfo:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Bags made from synthetic scenes or image folders (inputs for the demo, the tests and sccosf-eval).
+# Bags made from image folders (sccosf-bag from-folder, the input of sccosf-eval on one's own data).
 
 DEMO_T0_NS = 1_700_000_000 * 1_000_000_000  # a plausible wall-clock epoch, so tools show real dates
-
-
-@dataclass
-class SyntheticBagSpec:
-    """A two-camera rig as drivers deliver it: unsynchronised, with jitter and transport delay.
-
-    RGB and thermal run free at their own rates with a fixed phase offset; header stamps jitter by a few ms
-    and log (receipt) times lag the stamps, thermal more than RGB, as USB/GigE thermal drivers do. The scene
-    pans smoothly (a crop sliding over a wider generated scene) and cuts to a new scene every
-    ``scene_period_s``, which keeps generation cheap while giving the pairer and the network motion to handle.
-    """
-
-    seconds: float = 10.0
-    height: int = 480
-    width: int = 640
-    seed: int = 0
-    rgb_hz: float = 30.0
-    thermal_hz: float = 9.0
-    thermal_encoding: str = "mono8"  # or "16UC1": raw counts as a microbolometer driver publishes them
-    thermal_offset_s: float = 0.013
-    jitter_s: float = 0.0015
-    rgb_delay_s: float = 0.008
-    thermal_delay_s: float = 0.025
-    scene_period_s: float = 2.0
-    pan_px_per_s: float = 12.0
-    labels: bool = True
-    storage: str = "mcap"
-
-
-def _scene_frames(spec: SyntheticBagSpec) -> Any:
-    """``frame(t)`` -> (rgb, thermal u8, labels) of the scene at ``t`` seconds; caches one scene at a time."""
-    from sccosf_ros.synthetic import generate_scene
-
-    margin = math.ceil(spec.pan_px_per_s * spec.scene_period_s) + 1
-    cache: dict[int, Any] = {}
-
-    def frame(t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        index = max(0, int(t // spec.scene_period_s))
-        if index not in cache:
-            cache.clear()
-            cache[index] = generate_scene(spec.seed * 1000 + index, spec.height, spec.width + margin)
-        scene = cache[index]
-        x = min(margin - 1, round(spec.pan_px_per_s * (t - index * spec.scene_period_s)))
-        cut = slice(x, x + spec.width)
-        return scene.rgb[:, cut], scene.thermal[:, cut], scene.labels[:, cut]
-
-    return frame
-
-
-def _thermal_counts(thermal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """8-bit thermal to plausible 16-bit raw counts (offset, gain, read noise), as a Boson Y16 stream."""
-    counts = 21000.0 + thermal.astype(np.float32) * 14.0 + rng.normal(0.0, 3.0, thermal.shape)
-    return np.clip(counts, 0, 65535).astype(np.uint16)
-
-
-def write_synthetic_bag(out: str | Path, spec: SyntheticBagSpec | None = None) -> dict[str, int]:
-    """Write a demo bag of synthetic scenes on the default topics; return messages written per topic.
-
-    Labels (mono8 MSRS class ids) go on :data:`topics.LABELS` with exactly the RGB frame's stamp, which is how
-    the evaluator finds the ground truth for a pair.
-    """
-    spec = spec or SyntheticBagSpec()
-    if spec.thermal_encoding not in ("mono8", "16UC1", "mono16"):
-        raise BagError(f"thermal_encoding must be mono8, mono16 or 16UC1, got {spec.thermal_encoding!r}")
-    if spec.seconds <= 0 or spec.height < 16 or spec.width < 16:
-        raise BagError(f"need seconds > 0 and a size of at least 16x16, got {spec}")
-    rng = np.random.default_rng(spec.seed)
-    frame = _scene_frames(spec)
-    events: list[tuple[float, str, int]] = []  # (stamp seconds, stream, index)
-    for k in range(int(spec.seconds * spec.rgb_hz)):
-        events.append((k / spec.rgb_hz + rng.normal(0.0, spec.jitter_s / 3), "rgb", k))
-    for k in range(int((spec.seconds - spec.thermal_offset_s) * spec.thermal_hz)):
-        t = spec.thermal_offset_s + k / spec.thermal_hz + rng.normal(0.0, spec.jitter_s)
-        events.append((t, "thermal", k))
-    with BagWriter(out, spec.storage) as w:
-        for t, stream, _ in sorted(events):
-            t = max(0.0, t)
-            stamp = DEMO_T0_NS + round(t * 1e9)
-            rgb, thermal, labels = frame(t)
-            if stream == "rgb":
-                log = stamp + round(abs(rng.normal(spec.rgb_delay_s, spec.rgb_delay_s / 8)) * 1e9)
-                w.write_image(topics.CAMERA_RGB, np.ascontiguousarray(rgb), "rgb8", stamp, RGB_FRAME, log)
-                if spec.labels:
-                    labels = np.ascontiguousarray(labels)
-                    w.write_image(topics.LABELS, labels, "mono8", stamp, RGB_FRAME, log + 1)
-            else:
-                log = stamp + round(abs(rng.normal(spec.thermal_delay_s, spec.thermal_delay_s / 8)) * 1e9)
-                image = np.ascontiguousarray(thermal)
-                if spec.thermal_encoding != "mono8":
-                    image = _thermal_counts(image, rng)
-                w.write_image(topics.CAMERA_THERMAL, image, spec.thermal_encoding, stamp, THERMAL_FRAME, log)
-        return dict(w.counts)
 
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

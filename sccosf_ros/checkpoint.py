@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sccosf_ros import __version__
+from sccosf_ros.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch loads with the weights, not with the format (an .onnx file needs no torch)
+    import torch
 
 FORMAT_VERSION = 1
 """Bumped whenever a reader of the previous version would misread a new file."""
@@ -37,10 +39,6 @@ DEFAULT_INPUT_NORM: dict[str, Any] = {
     "thermal": "one channel in [0, 1] (raw counts normalised by imaging.thermal.ThermalNormalizer), "
     "shape (B, 1, H, W), resampled onto the RGB geometry",
 }
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message says which file and why."""
 
 
 @dataclass
@@ -169,7 +167,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    state = model.state_dict() if hasattr(model, "state_dict") else model
     tensors = _tensors_for_saving(state)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -1,11 +1,10 @@
 """Inference engine: NumPy frames in, fused image + class mask out, with no ROS anywhere.
 
 The ROS node, the ``sccosf-fuse`` CLI, evaluation and benchmarks all run the network through this one
-class, so input checks, thermal registration, precision handling and post-processing behave identically
-everywhere. What runs the network is a backend (:mod:`sccosf_ros.backends`): PyTorch (``torch``, the
-default) or the exported ONNX graph in ONNX Runtime (``onnxruntime``), or ``auto`` (ONNX Runtime on a CPU
-where it is installed, PyTorch elsewhere: the node's default). The engine calls the backend for the
-forward only; every check, the registration, batching, the result type and the timings are here, shared.
+class, so input checks, thermal registration, batching, the result type and the timings behave identically
+everywhere. What runs the network is a backend, chosen by name from :mod:`sccosf_ros.backends` (which says
+which exist and how ``auto`` chooses); the engine calls it for the forward only, and knows none by name.
+It imports no backend's runtime itself: a backend's packages load when that backend is chosen.
 """
 
 from __future__ import annotations
@@ -17,17 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from sccosf_ros.backends import BACKENDS, Backend, BackendOutput, BackendUnavailableError, resolve_backend
-from sccosf_ros.checkpoint import CheckpointError, CheckpointMeta
+from sccosf_ros import backends
+from sccosf_ros.backends import Backend, BackendOptions, BackendOutput, Device
+from sccosf_ros.checkpoint import CheckpointMeta
+from sccosf_ros.errors import BackendUnavailableError, CheckpointError, ConfigError, InputError
 from sccosf_ros.imaging.resize import validate_homography, warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
 from sccosf_ros.paths import DEFAULT_MODEL_NAME, default_checkpoint_path
 
-__all__ = ["BACKENDS", "PRECISIONS", "BackendUnavailableError", "FusionEngine", "FusionResult"]
+__all__ = ["PRECISIONS", "BackendUnavailableError", "FusionEngine", "FusionResult"]
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = backends.PRECISIONS
 
 
 @dataclass
@@ -44,95 +44,41 @@ class FusionResult:
     """Milliseconds for ``preprocess``, ``inference``, ``postprocess`` (a batch's time split evenly)."""
 
 
-def _parse_device(device: str | torch.device) -> str:
-    """'auto', 'cpu' or 'cuda[:N]' (normalised), or the ValueError both backends give."""
-    name = str(device).strip().lower()
-    if name == "auto":
-        return name
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    return str(dev)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    name = _parse_device(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available (use device='auto' or 'cpu')")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name} requested but only {torch.cuda.device_count()} GPU(s) are visible"
-            )
-    return dev
-
-
-def _check_precision(precision: str, device: torch.device) -> str:
-    p = str(precision).strip().lower()
-    if p not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if p == "fp16" and device.type != "cuda":
-        raise ValueError(
-            "precision 'fp16' needs a CUDA device (CPU half precision is slow and inexact): "
-            "use 'bf16' or 'fp32' on CPU"
-        )
-    if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("precision 'bf16' is not supported by this GPU: use 'fp16' or 'fp32'")
-    return p
-
-
-def _pick_backend(backend: str, device: str | torch.device, precision: str, checkpoint: object) -> str:
-    """The backend's name checked, and ``auto`` resolved (:func:`sccosf_ros.backends.resolve_backend`)."""
-    backend = str(backend).strip().lower()
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "auto":
-        return backend
-    on_cpu = _resolve_device(device).type == "cpu"
-    return resolve_backend(backend, on_cpu, str(precision).strip().lower(), str(checkpoint or ""))
-
-
 def _check_rgb(rgb: object) -> np.ndarray:
     if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"rgb must be a numpy array, got {type(rgb).__name__}")
+        raise InputError(f"rgb must be a numpy array, got {type(rgb).__name__}")
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb must be (H, W, 3) RGB, got shape {rgb.shape}")
+        raise InputError(f"rgb must be (H, W, 3) RGB, got shape {rgb.shape}")
     if rgb.size == 0:
-        raise ValueError(f"rgb image is empty (shape {rgb.shape})")
+        raise InputError(f"rgb image is empty (shape {rgb.shape})")
     if rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
+        raise InputError(f"rgb must be uint8, got {rgb.dtype}")
     return rgb
 
 
 def _check_thermal(thermal: object) -> np.ndarray:
     """A single-channel uint8 or float32 [0, 1] frame; colour thermal is reduced to grey."""
     if not isinstance(thermal, np.ndarray):
-        raise ValueError(f"thermal must be a numpy array, got {type(thermal).__name__}")
+        raise InputError(f"thermal must be a numpy array, got {type(thermal).__name__}")
     if thermal.size == 0:
-        raise ValueError(f"thermal image is empty (shape {thermal.shape})")
+        raise InputError(f"thermal image is empty (shape {thermal.shape})")
     if thermal.ndim == 3 and thermal.shape[2] in (1, 3):
         thermal = to_thermal_gray(thermal, "rgb8")
     elif thermal.ndim != 2:
-        raise ValueError(f"thermal must be (H, W), (H, W, 1) or (H, W, 3), got shape {thermal.shape}")
+        raise InputError(f"thermal must be (H, W), (H, W, 1) or (H, W, 3), got shape {thermal.shape}")
     if thermal.dtype == np.uint8:
         return thermal
     if not np.issubdtype(thermal.dtype, np.floating):
-        raise ValueError(
+        raise InputError(
             f"thermal must be uint8 or float in [0, 1], got {thermal.dtype}: normalise raw 16-bit counts or "
             "temperatures with sccosf_ros.imaging.ThermalNormalizer first"
         )
     thermal = thermal.astype(np.float32, copy=False)
     lo, hi = float(thermal.min()), float(thermal.max())  # NaN propagates into both
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError("thermal contains NaN or inf: normalise it with ThermalNormalizer (maps them to 0)")
+        raise InputError("thermal contains NaN or inf: normalise it with ThermalNormalizer (maps them to 0)")
     if lo < -1e-3 or hi > 1.0 + 1e-3:
-        raise ValueError(
+        raise InputError(
             f"float thermal must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]: "
             "normalise it with ThermalNormalizer"
         )
@@ -142,54 +88,56 @@ def _check_thermal(thermal: object) -> np.ndarray:
 class FusionEngine:
     """Loads an SC-CoSF checkpoint once and runs it on (RGB, thermal) frame pairs.
 
-    ``checkpoint=None`` uses the shipped ``models/sccosf_tiny.safetensors``. ``precision`` other than fp32
-    runs under autocast (weights stay fp32, reductions stay accurate). ``homography`` (3×3, thermal pixel →
-    RGB pixel) registers a thermal camera that is not pixel-aligned with the RGB one; without it the thermal
-    frame is simply resized onto the RGB grid. ``num_threads`` sets torch's process-wide CPU thread count
-    (with ``onnxruntime``: the session's intra-op threads). ``seg_refine=False`` skips the model's
-    segmentation refinement (when it has one): the coarse head's mask, cheaper on a CPU that cannot keep up
-    (model card: speed); the fused image is the same either way.
+    ``checkpoint=None`` uses the shipped ``models/sccosf_tiny.safetensors``. ``backend`` names what runs the
+    network (:func:`sccosf_ros.backends.backend_names`; ``auto`` picks per device and precision), and
+    ``device`` ('auto', 'cpu', 'cuda[:N]') and ``precision`` (fp32, fp16, bf16) are checked by that backend.
+    ``homography`` (3×3, thermal pixel → RGB pixel) registers a thermal camera that is not pixel-aligned
+    with the RGB one; without it the thermal frame is simply resized onto the RGB grid. ``num_threads`` sets
+    the backend's CPU threads. ``seg_refine=False`` skips the model's segmentation refinement (when it has
+    one): the coarse head's mask, cheaper on a CPU that cannot keep up (model card: speed); the fused image
+    is the same either way. ``channels_last`` is a memory-layout hint (default: on for CUDA).
 
-    ``backend="onnxruntime"`` runs the exported ONNX graph (same inputs, outputs, checks and errors; fp32
-    only). ``checkpoint`` may then be an ``.onnx`` file from ``sccosf-export`` (fixed frame size), or a
-    ``.safetensors`` checkpoint that is exported per frame size into ``onnx_cache`` (default
-    ``$SCCOSF_ONNX_CACHE`` or ``~/.cache/sccosf_ros/onnx``) on first use; ``ort_providers`` overrides the
-    execution providers (default: TensorRT, CUDA where present, CPU), ``ort_session`` the session options
-    (:data:`sccosf_ros.backends.ort_backend.SESSION_DEFAULTS`). See docs/onnx.md.
+    Further keyword options belong to a backend (:data:`sccosf_ros.backends.backend_options`), e.g. the
+    ONNX Runtime backend's ``onnx_cache``, ``ort_providers`` and ``ort_session`` (docs/onnx.md); a backend
+    ignores the options of others, so callers of ``auto`` may pass them.
     """
 
     def __init__(
         self,
         checkpoint: str | Path | None = None,
-        device: str | torch.device = "auto",
+        device: Any = "auto",
         precision: str = "fp32",
         homography: np.ndarray | None = None,
         channels_last: bool | None = None,
         num_threads: int | None = None,
         seg_refine: bool = True,
-        backend: str = "torch",
-        onnx_cache: str | Path | None = None,
-        ort_providers: Sequence[str] | None = None,
-        ort_session: dict[str, Any] | None = None,
+        backend: str = backends.DEFAULT,
+        **backend_options: Any,
     ) -> None:
-        backend = _pick_backend(backend, device, precision, checkpoint)
-        if backend == "torch":
-            self._device = _resolve_device(device)
-            self._precision = _check_precision(precision, self._device)
-        else:
-            device_name = _parse_device(device)
-            if str(precision).strip().lower() != "fp32":
-                raise ValueError(
-                    f"precision {precision!r} is not available with backend 'onnxruntime' (the exported "
-                    "graph is fp32): use precision 'fp32', or backend 'torch' for fp16/bf16"
-                )
-            self._precision = "fp32"
+        unknown = sorted(set(backend_options) - backends.backend_options())
+        if unknown:
+            raise TypeError(f"FusionEngine got unexpected keyword argument(s) {unknown}")
+        name = str(backend).strip().lower()
+        if name not in backends.backend_names():
+            raise ConfigError(f"backend must be one of {backends.backend_names()}, got {backend!r}")
+        options = BackendOptions(
+            device=Device.parse(device),
+            precision=str(precision).strip().lower(),
+            seg_refine=bool(seg_refine),
+            num_threads=None if num_threads is None else int(num_threads),
+            channels_last=channels_last,
+            extra=backend_options,
+        )
+        if name == backends.AUTO:
+            dev = options.device.type
+            on_cpu = dev == "cpu" or (dev == "auto" and not backends.cuda_available())
+            name = backends.resolve_backend(name, on_cpu, options.precision, str(checkpoint or ""))
+        kind = backends.backend_class(name)
+        options = kind.check(options)
         self._homography: np.ndarray | None = None
         self.homography = homography
         if num_threads is not None and int(num_threads) < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        if num_threads is not None and backend == "torch":
-            torch.set_num_threads(int(num_threads))
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
         if checkpoint is None:
             checkpoint = default_checkpoint_path()
             if checkpoint is None:
@@ -199,23 +147,10 @@ class FusionEngine:
                     "checkpoint path (train one with sccosf-train)"
                 )
         self._checkpoint = Path(checkpoint)
-        self._backend: Backend | None
-        if backend == "torch":
-            from sccosf_ros.backends.torch_backend import TorchBackend
-
-            cl = self._device.type == "cuda" if channels_last is None else bool(channels_last)
-            self._backend = TorchBackend(self._checkpoint, self._device, self._precision, cl, seg_refine)
-        else:
-            from sccosf_ros.backends.ort_backend import CPU, OrtBackend
-
-            ort_backend = OrtBackend(
-                self._checkpoint, device_name, seg_refine, num_threads, ort_providers, onnx_cache, ort_session
-            )
-            self._backend = ort_backend
-            on_gpu = ort_backend.session_providers[0] != CPU  # what runs (a file's session exists already)
-            gpu_name = device_name if device_name.startswith("cuda") else "cuda"
-            self._device = torch.device(gpu_name if on_gpu else "cpu")
-        self._backend_name = backend
+        self._backend: Backend | None = kind.open(self._checkpoint, options)
+        self._backend_name = name
+        self._device = self._backend.device
+        self._precision = self._backend.precision
         self._meta: CheckpointMeta = self._backend.meta
         self._seg_refine = self._backend.seg_refine
         self._palette = np.array(self._meta.palette, dtype=np.uint8).reshape(-1, 3)
@@ -228,11 +163,11 @@ class FusionEngine:
 
     @property
     def backend(self) -> str:
-        """``torch`` or ``onnxruntime`` (what ``auto`` resolved to)."""
+        """The backend's name (what ``auto`` resolved to)."""
         return self._backend_name
 
     def describe(self) -> dict[str, Any]:
-        """Backend, device, precision and (onnxruntime) execution providers and model files."""
+        """Backend, device, precision and what else the backend reports (e.g. execution providers, files)."""
         return {**self._active().describe(), "precision": self._precision}
 
     @property
@@ -258,8 +193,8 @@ class FusionEngine:
         return self._palette
 
     @property
-    def device(self) -> torch.device:
-        """Where the network runs (onnxruntime: cuda when the first execution provider is a GPU one)."""
+    def device(self) -> Any:
+        """Where the network runs, as the backend says (``.type`` 'cpu' or 'cuda', ``.index``, ``str()``)."""
         return self._device
 
     @property
@@ -275,12 +210,14 @@ class FusionEngine:
         self._homography = None if value is None else validate_homography(value)
 
     @property
-    def model(self) -> torch.nn.Module:
-        """The PyTorch network (backend ``torch`` only)."""
+    def model(self) -> Any:
+        """The PyTorch network, for backends that run one."""
         backend = self._active()
         model = getattr(backend, "model", None)
         if model is None:
-            raise RuntimeError(f"FusionEngine with backend {backend.name!r} has no PyTorch model")
+            raise RuntimeError(
+                f"FusionEngine with backend {backend.name!r} has no in-process network (.model)"
+            )
         return model
 
     # ------------------------------------------------------------------------------------------ inference
@@ -334,7 +271,7 @@ class FusionEngine:
     ) -> list[FusionResult]:
         """Fuse many pairs; pairs whose RGB size and thermal dtype match run as one batch. Order is kept."""
         if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
         results: list[FusionResult | None] = [None] * len(pairs)
         groups: dict[tuple[tuple[int, ...], np.dtype], list[int]] = {}
         prepared: list[tuple[np.ndarray, np.ndarray]] = []
@@ -342,11 +279,11 @@ class FusionEngine:
         for i, pair in enumerate(pairs):  # validate everything before spending compute
             t = time.perf_counter()
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"pair {i} must be an (rgb, thermal) tuple")
+                raise InputError(f"pair {i} must be an (rgb, thermal) tuple")
             try:
                 rgb_a, th = self._prepare(*pair)
             except ValueError as exc:
-                raise ValueError(f"pair {i}: {exc}") from None
+                raise InputError(f"pair {i}: {exc}") from None
             prepared.append((rgb_a, th))
             prep_s.append(time.perf_counter() - t)
             groups.setdefault((rgb_a.shape, th.dtype), []).append(i)

@@ -2,15 +2,16 @@
 
 Why offline as well as live (``sccosf_ros.replay``): with no executor, DDS or drops in the way, every pair
 the node's synchroniser would form is processed, so the scores depend on the model and the data only and are
-reproducible; the live replay then measures what the real node adds (latency, drops). Both paths use the
-node's own pieces: :class:`~sccosf_ros.pairing.ApproximateTimePairer` with the node's default queue and slop,
-and :class:`~sccosf_ros.node.processing.PairProcessor` for decoding, thermal normalisation and output
-encoding, so the output bag holds exactly what the node would publish for those inputs.
+reproducible; the live replay then measures what the real node adds (latency, drops). Both paths run the
+node's own pipeline: :class:`~sccosf_ros.pairing.ApproximateTimePairer` with the node's default queue and
+slop, and :class:`~sccosf_ros.pipeline.PairProcessor` for decoding, thermal normalisation and output
+encoding, so the output bag holds exactly what the node would publish for those inputs, and the scores are
+computed on exactly what the network saw (the pipeline returns its inputs).
 
 Scoring conventions: fusion metrics (:mod:`sccosf_ros.metrics.fusion`) compare the fused image with the
 visible frame and with the thermal frame *as the network saw it* (normalised to [0, 1], resampled to the RGB
 grid); segmentation is scored against the label image whose header stamp equals the RGB frame's stamp exactly,
-and, with ``boxes``, against detection boxes (:mod:`sccosf_ros.box_eval` ties frames to box files).
+and, with ``boxes``, against detection boxes (:mod:`sccosf_ros.bag_boxes` ties frames to box files).
 """
 
 from __future__ import annotations
@@ -27,16 +28,15 @@ import cv2
 import numpy as np
 
 from sccosf_ros import bags, topics
-from sccosf_ros.box_eval import BoxFrameScorer, load_frame_names
+from sccosf_ros.bag_boxes import BoxFrameScorer, load_frame_names
 from sccosf_ros.imaging.color import colorize_mask
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.metrics.boxes import BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
-from sccosf_ros.node.params import SPECS, thermal_normalizer
-from sccosf_ros.node.processing import BadInputError, PairProcessor
 from sccosf_ros.pairing import ApproximateTimePairer, Pair
+from sccosf_ros.pipeline import SYNC_QUEUE_SIZE, SYNC_SLOP_S, BadInputError, PairProcessor, ThermalSettings
 from sccosf_ros.report import ContactSheet, write_report
 
 OUTPUT_TOPICS = {
@@ -59,14 +59,14 @@ class EvalConfig:
     thermal_topic: str = topics.CAMERA_THERMAL
     label_topic: str | None = topics.LABELS
     boxes: str | Path | None = None  # box folder {fusion,infrared,visible}/NAME.txt (docs/metrics.md)
-    box_names: str | Path | None = None  # which frame is which name (sccosf_ros.box_eval); None: the bag's
+    box_names: str | Path | None = None  # which frame is which name (sccosf_ros.bag_boxes); None: the bag's
     checkpoint: str | Path | None = None
     device: str = "auto"
     precision: str = "fp32"
     backend: str = "torch"  # or "onnxruntime" (docs/onnx.md)
     num_threads: int | None = None  # torch CPU threads; None = torch's default (see docs/evaluation.md)
-    slop: float = SPECS["sync_slop"].default
-    queue_size: int = SPECS["sync_queue_size"].default
+    slop: float = SYNC_SLOP_S
+    queue_size: int = SYNC_QUEUE_SIZE
     max_pairs: int | None = None
     storage: str = "mcap"
     write_bag: bool = True
@@ -75,27 +75,8 @@ class EvalConfig:
 
 
 def make_normalizer() -> ThermalNormalizer:
-    """The node's default thermal normaliser (same parameter table), so offline and live inputs agree."""
-    return thermal_normalizer()
-
-
-class _RecordingEngine:
-    """Engine proxy that keeps the last call's inputs and result, so the scorer sees exactly what the
-    node's PairProcessor fed the network without preparing (and normalising) each frame twice."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.class_names = list(engine.class_names)
-        self.palette = engine.palette
-        self.last: tuple[np.ndarray, np.ndarray, Any] | None = None
-
-    def infer(self, rgb: np.ndarray, thermal: np.ndarray) -> Any:
-        result = self.engine.infer(rgb, thermal)
-        self.last = (rgb, thermal, result)
-        return result
-
-    def close(self) -> None:
-        """The caller owns the real engine."""
+    """The node's default thermal normaliser (the pipeline's defaults), so offline and live inputs agree."""
+    return ThermalSettings().normalizer()
 
 
 def load_labels(bag: str | Path, topic: str | None) -> tuple[dict[int, bytes] | None, str | None]:
@@ -305,13 +286,12 @@ def evaluate_bag(
     box_scorer = _box_scorer(bag, cfg)  # before the model loads: a wrong mapping fails fast
     copy_topics = inputs + ([cfg.label_topic] if labels is not None and cfg.label_topic else [])
     engine = engine or open_engine(cfg.checkpoint, cfg.device, cfg.precision, cfg.num_threads, cfg.backend)
-    recorder = _RecordingEngine(engine)
     processor = PairProcessor(
-        recorder, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed
+        engine, make_normalizer(), engine.palette, set(OUTPUT_TOPICS), compressed=compressed
     )
     pairer = ApproximateTimePairer(cfg.queue_size, cfg.slop)
     scorer = FrameScorer(
-        recorder.class_names, engine.palette, labels, cfg.contact_columns, box_scorer=box_scorer
+        list(engine.class_names), engine.palette, labels, cfg.contact_columns, box_scorer=box_scorer
     )
     bag_path = out / "output_bag"
     if cfg.write_bag and bag_path.exists():
@@ -338,9 +318,7 @@ def evaluate_bag(
                 msg = bags.TYPESTORE.deserialize_cdr(raw.data, raw.msgtype)
                 stream = "rgb" if raw.topic == cfg.rgb_topic else "thermal"
                 for pair in pairer.add(stream, bags.stamp_to_ns(msg.header.stamp), msg):
-                    ok = _process_pair(
-                        pair, processor, recorder, scorer, writer, raw.log_time_ns, bad, stage_ms
-                    )
+                    ok = _process_pair(pair, processor, scorer, writer, raw.log_time_ns, bad, stage_ms)
                     if ok:
                         evaluated += 1
                         skews.append(pair.skew_ns / 1e6)
@@ -396,7 +374,6 @@ def evaluate_bag(
 def _process_pair(
     pair: Pair,
     processor: PairProcessor,
-    recorder: _RecordingEngine,
     scorer: FrameScorer,
     writer: bags.BagWriter | None,
     log_time_ns: int,
@@ -411,8 +388,7 @@ def _process_pair(
         bad[exc.kind] = bad.get(exc.kind, 0) + 1
         scorer.warn(f"rejected pair at {pair.rgb_stamp_ns}: {exc}")
         return False
-    assert recorder.last is not None
-    rgb, thermal, result = recorder.last
+    result = output.result
     for k, v in {**output.timings, **getattr(result, "timings", {})}.items():
         stage_ms.setdefault(k, []).append(float(v))
     if writer is not None:
@@ -423,8 +399,8 @@ def _process_pair(
             writer.write_raw(OUTPUT_TOPICS[name], bags.IMAGE_TYPE, log_time_ns, data)
     scorer.add(
         pair.rgb_stamp_ns,
-        rgb,
-        thermal,
+        output.rgb,
+        output.thermal,
         np.asarray(result.fused),
         np.asarray(result.mask),
         {

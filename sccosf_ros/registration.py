@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from sccosf_ros.errors import ConfigError, InputError
 from sccosf_ros.imaging.resize import resize_homography
 from sccosf_ros.imaging.thermal import percentiles
 
@@ -45,7 +46,7 @@ def schedule(width: int) -> list[tuple[int, int]]:
     return [*out, (factors[1], _A), (factors[1], _H), *((f, _H) for f in factors[2:])]
 
 
-class RegistrationError(ValueError):
+class RegistrationError(InputError):
     """No trustworthy homography: the message says why, in one line."""
 
 
@@ -65,9 +66,9 @@ class RegistrationConfig:
 
     def __post_init__(self) -> None:
         if self.pairs_per_subset < 1 or self.max_subsets < 2:
-            raise ValueError("need pairs_per_subset >= 1 and max_subsets >= 2 (agreement needs two subsets)")
+            raise ConfigError("need pairs_per_subset >= 1 and max_subsets >= 2 (agreement needs two subsets)")
         if not (self.blur > 0 and self.local_sigma > 0 and self.agreement_px > 0):
-            raise ValueError("blur, local_sigma and agreement_px must be > 0")
+            raise ConfigError("blur, local_sigma and agreement_px must be > 0")
 
 
 @dataclass

@@ -32,7 +32,7 @@ from sccosf_ros.checkpoint import load_checkpoint, save_checkpoint
 from sccosf_ros.engine import FusionEngine
 from sccosf_ros.metrics.boxes import Box, BoxDir, BoxScore
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.scenes import generate_scene
 from sccosf_train.dataset import SyntheticDataset, read_split_file, read_thermal, read_visible
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.625, 0.75, 1.0)

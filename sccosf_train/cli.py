@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sccosf_ros.errors import SccosfError
 from sccosf_train.config import TrainConfig
 from sccosf_train.train import train
 
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     command = ["sccosf-train", *(sys.argv[1:] if argv is None else argv)]
     try:
         summary = train(cfg, command=command)
-    except (ValueError, OSError, RuntimeError) as exc:  # bad data or options: say what, not a traceback
+    # bad data or options (the SccosfError family), and what torch or the file system refuse: say what
+    except (SccosfError, ValueError, OSError, RuntimeError) as exc:
         print(f"sccosf-train: error: {exc}", file=sys.stderr)
         return 2
     if summary.get("world_size", 1) == 1 or _rank() == 0:

@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from sccosf_ros.synthetic import NUM_CLASSES, generate_scene
+from sccosf_ros.errors import SccosfError
+from sccosf_synth.scenes import NUM_CLASSES, generate_scene
 from sccosf_train.augment import IGNORE_INDEX, AugmentConfig, augment_triple
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LABEL_DIRS = ("Label", "Segmentation_labels", "labels")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(SccosfError, RuntimeError):
     """A dataset folder or file cannot be used; the message names it."""
 
 
@@ -204,7 +205,7 @@ class MSRSFolderDataset(_EpochSeeded):
 
 
 class SyntheticDataset(_EpochSeeded):
-    """``n`` synthetic labelled scenes (see :mod:`sccosf_ros.synthetic`), generated on the fly.
+    """``n`` synthetic labelled scenes (see :mod:`sccosf_synth.scenes`), generated on the fly.
 
     Scene ``i`` is ``generate_scene(seed * 1_000_003 + i)`` at ``size``: the same ``n``/``seed`` always give
     the same scenes, so a validation set built this way is fixed.

@@ -8,12 +8,12 @@ project's metrics (:mod:`sccosf_ros.metrics.fusion`, one convention for all thre
 * SeAFusion's published output (Tang et al., Information Fusion 82, 2022);
 * the trivial baseline: per-pixel maximum of visible luminance and infrared, visible chroma kept.
 
-It scores segmentation on the same real pairs with the box score (:mod:`sccosf_ros.metrics.boxes`, against
-the public MSRS detection boxes), next to the MFNet teacher's masks in the same run (``--no-teacher`` to skip
-it), and on held-out synthetic scenes (seeds the trainer never uses); and draws a comparison sheet and contact
-sheets of real night and day pairs with their masks over the fused image and the boxes drawn in. Writes
-``model_card.json`` (summaries; per-pair values only as the pair counts the card shows), ``model_card.md`` and
-the PNGs to DIR.
+It scores segmentation on the same real pairs with the box score (:mod:`sccosf_ros.metrics.boxes`, against the
+public MSRS detection boxes), next to a teacher's masks in the same run (``--teacher``, default MFNet;
+``--no-teacher`` to skip it), and on held-out synthetic scenes (seeds the trainer never uses); and draws a
+comparison sheet and contact sheets of real night and day pairs with their masks over the fused image and the
+boxes drawn in. Writes ``model_card.json`` (summaries; per-pair values only as the pair counts the card
+shows), ``model_card.md`` and the PNGs to DIR.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from sccosf_ros.metrics.boxes import Box, BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_ros.report import ContactSheet
-from sccosf_ros.synthetic import generate_scene
-from sccosf_train.box_score import markdown_table, score_masks
+from sccosf_synth.scenes import generate_scene
+from sccosf_train import teachers
+from sccosf_train.compare_models import markdown_table, score_masks
 from sccosf_train.dataset import SyntheticDataset, seafusion_split
 
 # Disjoint from the trainer's synthetic streams (training: seed, validation: seed + 10000).
@@ -158,22 +159,20 @@ def pairs_won(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, in
 
 
 def score_boxes(
-    sheets: Sheets, root: Path, names: list[str], teacher: bool, teacher_weights: str | None
+    sheets: Sheets, root: Path, names: list[str], teacher: str | None, teacher_weights: str | None
 ) -> dict[str, Any] | None:
     """Box score of the checkpoint's masks (collected while scoring fusion) and, in the same run on the same
-    pairs, of the MFNet teacher's: the comparison the card reports. None without a box folder."""
+    pairs, of the ``teacher``'s (None: none): the comparison the card reports. None without a box folder."""
     if sheets.boxes is None:
         return None
     results = {"SC-CoSF (this model)": score_masks(sheets.masks, sheets.boxes)[0]}
-    if teacher:
-        from sccosf_train.box_score import teacher_masker
-
-        _, run_teacher, _ = teacher_masker(teacher_weights, False)
+    if teacher is not None:
+        t = teachers.load_teacher(teacher, teacher_weights)
         masks = [
-            (n, run_teacher(_read_rgb(_find(root / "vi", n)), _read_gray(_find(root / "ir", n))))
+            (n, teachers.predict_mask(t, _read_rgb(_find(root / "vi", n)), _read_gray(_find(root / "ir", n))))
             for n in names
         ]
-        results["MFNet (teacher, IROS 2017)"] = score_masks(masks, sheets.boxes)[0]
+        results[f"{t.title} (teacher, {t.citation})"] = score_masks(masks, sheets.boxes)[0]
     return {
         "boxes": str(sheets.boxes.root),
         "variants": sheets.boxes.variants,
@@ -266,10 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--max-pairs", type=int, default=None, help="score only the first N validation pairs")
     p.add_argument("--boxes", help="detection boxes (MSRS box layout); default MSRS_ROOT/boxes when present")
-    p.add_argument("--no-teacher", action="store_true", help="do not score the MFNet teacher beside it")
-    p.add_argument(
-        "--teacher-weights", help="mfnet_final.pth; default ../shared/teachers/mfnet/ by the checkout"
-    )
+    p.add_argument("--no-teacher", action="store_true", help="do not score a teacher beside it")
+    teachers.add_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -290,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     card = {
         "checkpoint": str(args.checkpoint),
         "fusion": score_fusion(engine, root, val, sheets),
-        "box_score": score_boxes(sheets, root, val, not args.no_teacher, args.teacher_weights),
+        "box_score": score_boxes(
+            sheets, root, val, None if args.no_teacher else args.teacher, args.teacher_weights
+        ),
         "segmentation": score_segmentation(engine, args.synthetic_scenes, tuple(args.synthetic_size)),
     }
     sheets.comparison.save(out / "fusion_comparison.png")

@@ -1,7 +1,8 @@
-"""Pseudo labels for real pairs from the MFNet teacher *and* the detection boxes (no ROS).
+"""Pseudo labels for real pairs from a teacher segmenter *and* the detection boxes (no ROS).
 
-Why both: the teacher (``sccosf_train.teachers.mfnet``) gives dense masks with real mistakes; the boxes are
-real human annotations but only rectangles for three classes. Each corrects the other where it is strong:
+Why both: the teacher (``--teacher``, default MFNet: :mod:`sccosf_train.teachers`) gives dense masks with real
+mistakes; the boxes are real human annotations but only rectangles for three classes. Each corrects the other
+where it is strong:
 
 1. the teacher's class probabilities, averaged over test-time views (horizontal flip, optional scales);
 2. **low confidence -> ignore** (255): a pixel whose top probability is below ``min_conf``;
@@ -43,11 +44,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from sccosf_ros.metrics.boxes import BOX_CLASSES, Box, BoxDir, BoxScore, consensus_box, merge_boxes
 from sccosf_ros.report import json_safe
+from sccosf_train import teachers
 from sccosf_train.augment import IGNORE_INDEX
-from sccosf_train.box_score import markdown_table, split_names
+from sccosf_train.compare_models import markdown_table, split_names
 from sccosf_train.dataset import read_thermal, read_visible
 
 
@@ -168,28 +171,10 @@ def make_labels(
 SCALES_DEFAULT = (1.0,)
 
 
-def teacher_views(
-    model: Any, rgb: np.ndarray, ir: np.ndarray, flip: bool, scales: Sequence[float]
-) -> dict[tuple[float, bool], np.ndarray]:
-    """Softmax probabilities (K, H, W) float32 of each test-time view ``(scale, mirrored)``."""
-    from sccosf_train.teachers import mfnet
-
-    x = mfnet.to_input(rgb, ir)
-    out = {}
-    for s in scales:
-        for mirrored in (False, True) if flip else (False,):
-            xi = x.flip(-1) if mirrored else x
-            p = mfnet.predict_logits(model, xi, scales=(s,)).softmax(1)
-            out[(float(s), mirrored)] = (p.flip(-1) if mirrored else p)[0].numpy()
-    return out
-
-
-def average(
-    views: Mapping[tuple[float, bool], np.ndarray], flip: bool, scales: Sequence[float]
-) -> np.ndarray:
-    """Mean of the selected views' probabilities (the same average as ``mfnet.predict_probs``)."""
-    keys = [(float(s), m) for s in scales for m in ((False, True) if flip else (False,))]
-    return np.mean([views[key] for key in keys], axis=0)
+def _pairs(root: Path, names: Sequence[str], progress: bool) -> Any:
+    """``(index, name, rgb, thermal)`` of the split, with a progress bar on stderr."""
+    for i, n in enumerate(tqdm(names, unit="pair", disable=not progress, leave=False)):
+        yield i, n, read_visible(root / "vi" / f"{n}.png"), read_thermal(root / "ir" / f"{n}.png")
 
 
 def save_probs(path: Path, probs: np.ndarray, factor: int) -> None:
@@ -232,31 +217,24 @@ COMPARE: list[tuple[str, bool, tuple[float, ...], LabelRules | None]] = [
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Score every row of :data:`COMPARE` on the split with the box score, teacher run once per pair."""
-    from sccosf_train.teachers import mfnet
-
     root = Path(args.msrs_root)
     names = split_names(root, args.split)
     boxes = BoxDir(args.boxes or root / "boxes")
-    model = mfnet.load_mfnet(args.teacher_weights)
+    teacher = teachers.load_teacher(args.teacher, args.teacher_weights)
     scales = sorted({s for _, _, sc, _ in COMPARE for s in sc})
     scores = {name: BoxScore() for name, *_ in COMPARE}
     ignored = dict.fromkeys(scores, 0)
     pixels = 0
     t0 = time.perf_counter()
-    for i, n in enumerate(names):
-        rgb, ir = read_visible(root / "vi" / f"{n}.png"), read_thermal(root / "ir" / f"{n}.png")
-        views = teacher_views(model, rgb, ir, True, scales)
+    for _, n, rgb, ir in _pairs(root, names, args.progress):
+        views = teachers.view_probs(teacher, rgb, ir, True, scales)
         frame_boxes = boxes.boxes(n, rgb.shape[1], rgb.shape[0]) or []
         pixels += rgb.shape[0] * rgb.shape[1]
         for name, flip, sc, rules in COMPARE:
-            p = average(views, flip, sc)
+            p = teachers.average_views(views, flip, sc)
             label = p.argmax(0).astype(np.uint8) if rules is None else make_labels(p, frame_boxes, rules)[0]
             scores[name].update(label, frame_boxes)
             ignored[name] += int((label == IGNORE_INDEX).sum())
-        if args.progress:
-            print(f"\r{i + 1}/{len(names)} pairs", end="", file=sys.stderr, flush=True)
-    if args.progress:
-        print(file=sys.stderr)
     results = {}
     for name, flip, sc, rules in COMPARE:
         r = scores[name].result()
@@ -299,24 +277,20 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
 
 def generate(args: argparse.Namespace, rules: LabelRules) -> dict[str, Any]:
     """Write OUT/Label/NAME.png (+ probs, records) for the split; returns the summary."""
-    from sccosf_train.teachers import mfnet
-
     root = Path(args.msrs_root)
     out = Path(args.out)
     _check_out(out, root)
     names = split_names(root, args.split)
     boxes = BoxDir(args.boxes or root / "boxes")
-    model = mfnet.load_mfnet(args.teacher_weights)
+    teacher = teachers.load_teacher(args.teacher, args.teacher_weights)
     (out / "Label").mkdir(parents=True, exist_ok=True)
     if args.probs_factor:
         (out / "probs").mkdir(exist_ok=True)
     score, teacher_score = BoxScore(), BoxScore()
     records = []
     t0 = time.perf_counter()
-    for i, n in enumerate(names):
-        rgb, ir = read_visible(root / "vi" / f"{n}.png"), read_thermal(root / "ir" / f"{n}.png")
-        views = teacher_views(model, rgb, ir, args.flip, args.scales)
-        p = average(views, args.flip, args.scales)
+    for _, n, rgb, ir in _pairs(root, names, args.progress):
+        p = teachers.predict_probs(teacher, rgb, ir, args.flip, args.scales)
         frame_boxes = boxes.boxes(n, rgb.shape[1], rgb.shape[0])
         rec: dict[str, Any] = {"name": n, "box_file": frame_boxes is not None}
         label, made = make_labels(p, frame_boxes or [], rules)
@@ -329,10 +303,6 @@ def generate(args: argparse.Namespace, rules: LabelRules) -> dict[str, Any]:
             rec["box_score"] = score.update(label, frame_boxes)
             teacher_score.update(p.argmax(0).astype(np.uint8), frame_boxes)
         records.append(rec)
-        if args.progress:
-            print(f"\r{i + 1}/{len(names)} pairs", end="", file=sys.stderr, flush=True)
-    if args.progress:
-        print(file=sys.stderr)
     wall = time.perf_counter() - t0
     ignored = sum(r["ignored"] for r in records)
     pixels = sum(r["pixels"] for r in records)
@@ -343,7 +313,7 @@ def generate(args: argparse.Namespace, rules: LabelRules) -> dict[str, Any]:
         "boxes": str(boxes.root),
         "split": args.split,
         "pairs": len(names),
-        "teacher": str(args.teacher_weights or mfnet.DEFAULT_WEIGHTS),
+        "teacher": teacher.weights,
         "tta": {"flip": args.flip, "scales": list(args.scales)},
         "rules": asdict(rules),
         "layout": {
@@ -362,7 +332,7 @@ def generate(args: argparse.Namespace, rules: LabelRules) -> dict[str, Any]:
     md = [
         f"# Pseudo labels: {len(names)} `{args.split}` pairs",
         "",
-        f"Teacher MFNet (flip {args.flip}, scales {list(args.scales)}), rules `{asdict(rules)}`; "
+        f"Teacher {teacher.title} (flip {args.flip}, scales {list(args.scales)}), rules `{asdict(rules)}`; "
         f"{wall:.0f} s; ignored {100 * summary['ignored_share']:.1f} % of pixels.",
         "",
         markdown_table(
@@ -384,9 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", default="train", help="train (default: all pairs not in seafusion/), val, all, file"
     )
-    p.add_argument(
-        "--teacher-weights", help="mfnet_final.pth; default ../shared/teachers/mfnet/ by the checkout"
-    )
+    teachers.add_arguments(p)
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal-flip test-time view")
     p.add_argument("--scales", type=float, nargs="+", default=list(SCALES_DEFAULT), help="test-time scales")
     p.add_argument("--min-conf", type=float, default=d.min_conf)

@@ -40,7 +40,7 @@ def onnx_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def onnx_cache_env(onnx_cache: Path) -> Iterator[None]:
     """Nodes started by the tests with the default ``backend: auto`` export into that cache too, not the
     user's ``~/.cache`` (child processes inherit the variable)."""
-    from sccosf_ros.onnx_export import CACHE_ENV
+    from sccosf_ros.backends.onnx_format import CACHE_ENV
 
     old = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(onnx_cache)

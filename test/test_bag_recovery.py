@@ -18,6 +18,7 @@ import pytest
 
 from sccosf_ros import bags, topics
 from sccosf_ros.cli import bag as bag_cli
+from sccosf_synth.demo_bag import SyntheticBagSpec, write_synthetic_bag
 
 mcap_reader = pytest.importorskip("mcap.reader")
 from mcap.records import Chunk, MessageIndex  # noqa: E402
@@ -28,9 +29,9 @@ from mcap.writer import Writer as McapWriter  # noqa: E402
 Message = tuple[str, int, bytes]  # topic, log time, payload
 
 
-def _spec() -> bags.SyntheticBagSpec:
+def _spec() -> SyntheticBagSpec:
     """2 s at 72x96: 60 RGB, 60 labels, 17 thermal frames (about 2 MB: a few 1 MiB rosbags chunks)."""
-    return bags.SyntheticBagSpec(seconds=2.0, height=72, width=96, seed=3)
+    return SyntheticBagSpec(seconds=2.0, height=72, width=96, seed=3)
 
 
 def _original(path: Path) -> list[Message]:
@@ -41,7 +42,7 @@ def _original(path: Path) -> list[Message]:
 def plain_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """rosbags' MCAP: chunked, uncompressed, no CRC."""
     path = tmp_path_factory.mktemp("plain") / "bag"
-    bags.write_synthetic_bag(path, _spec())
+    write_synthetic_bag(path, _spec())
     return path
 
 
@@ -231,7 +232,7 @@ def test_not_a_bag_is_one_clear_line(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def sqlite_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sq") / "bag"
-    bags.write_synthetic_bag(path, bags.SyntheticBagSpec(seconds=1.0, height=48, width=64, storage="sqlite3"))
+    write_synthetic_bag(path, SyntheticBagSpec(seconds=1.0, height=48, width=64, storage="sqlite3"))
     return path
 
 

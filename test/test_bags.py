@@ -11,6 +11,7 @@ import pytest
 from sccosf_ros import bags, topics
 from sccosf_ros.cli import bag as bag_cli
 from sccosf_ros.imaging.encodings import SUPPORTED_ENCODINGS, encoding_info
+from sccosf_synth import demo_bag
 
 
 def _random_image(encoding: str, seed: int, shape: tuple[int, int] = (5, 7)) -> np.ndarray:
@@ -81,9 +82,8 @@ def test_bad_encoding_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("thermal_encoding", ["mono8", "16UC1"])
 def test_synthetic_bag_rates_offsets_and_labels(tmp_path: Path, thermal_encoding: str) -> None:
     path = tmp_path / "demo"
-    rc = bag_cli.main(
+    rc = demo_bag.main(
         [
-            "demo",
             str(path),
             "--seconds",
             "2",
@@ -114,6 +114,11 @@ def test_synthetic_bag_rates_offsets_and_labels(tmp_path: Path, thermal_encoding
     if thermal_encoding == "16UC1":
         assert by_topic[topics.CAMERA_THERMAL][0].array.dtype == np.uint16
         assert int(by_topic[topics.CAMERA_THERMAL][0].array.min()) > 255  # raw counts, not 8-bit
+
+
+def test_the_old_demo_subcommand_names_its_new_spelling(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bag_cli.main(["demo", "out", "--seconds", "2"]) == 2
+    assert "sccosf-demo-bag OUT" in capsys.readouterr().err
 
 
 def test_from_folder_and_info_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from sccosf_ros.checkpoint import CheckpointMeta, build_from_checkpoint, read_checkpoint_meta, save_checkpoint
 from sccosf_ros.model import build_model
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.scenes import generate_scene
 from sccosf_train.calibrate import main, training_class_weights
 
 WEIGHTS = [1.5, 12.0, 30.0, 44.0, 31.0, 47.0, 30.0, 46.0, 29.0]

@@ -16,6 +16,7 @@ from sccosf_ros.cli import evaluate as eval_cli
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag
 from sccosf_ros.metrics.fusion import FUSION_METRICS
 from sccosf_ros.report import ContactSheet
+from sccosf_synth.demo_bag import SyntheticBagSpec, write_synthetic_bag
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,8 @@ def _restore_torch_threads() -> Iterator[None]:
 def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1.2 s at 120x160: 36 RGB frames (30 Hz), 10 thermal (9 Hz, 16-bit raw counts), 36 labels."""
     path = tmp_path_factory.mktemp("bag") / "small"
-    spec = bags.SyntheticBagSpec(seconds=1.2, height=120, width=160, seed=5, thermal_encoding="16UC1")
-    bags.write_synthetic_bag(path, spec)
+    spec = SyntheticBagSpec(seconds=1.2, height=120, width=160, seed=5, thermal_encoding="16UC1")
+    write_synthetic_bag(path, spec)
     return path
 
 

@@ -91,7 +91,7 @@ def test_model_card_run_on_small_folder(tmp_path: Path, random_checkpoint: Path)
 def test_export_half_loads_in_engine_and_records_its_effect(tmp_path: Path, random_checkpoint: Path) -> None:
     from sccosf_ros.checkpoint import load_checkpoint
     from sccosf_ros.engine import FusionEngine
-    from sccosf_train.export import main as export_main
+    from sccosf_train.half_precision import main as export_main
 
     dst = tmp_path / "half.safetensors"
     assert export_main([str(random_checkpoint), str(dst), "--check-pairs", "1"]) == 0

@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sccosf_ros import onnx_export
-from sccosf_ros.backends import BackendUnavailableError
+from sccosf_ros.backends import BackendUnavailableError, onnx_exporter, onnx_format
 from sccosf_ros.checkpoint import CheckpointError, read_checkpoint_meta
 from sccosf_ros.engine import FusionEngine
 from sccosf_ros.paths import default_checkpoint_path
@@ -71,7 +70,7 @@ def onnx_file(ort_refine: FusionEngine, tiny_onnx_240: Path) -> Path:
 
 
 def _scenes(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sccosf_ros.synthetic import generate_scene
+    from sccosf_synth.scenes import generate_scene
 
     scenes = [generate_scene(700 + i, H, W, night=bool(i % 2)) for i in range(n)]
     return [(s.rgb, s.thermal) for s in scenes]
@@ -99,10 +98,10 @@ def test_export_file_metadata_and_its_own_check(onnx_file: Path) -> None:
     props = {p.key: p.value for p in model.metadata_props}
     meta = read_checkpoint_meta(SHIPPED)
     assert json.loads(props["sccosf"])["class_names"] == meta.class_names
-    info = onnx_export.ExportInfo.from_json(props["sccosf_onnx"])
+    info = onnx_format.ExportInfo.from_json(props["sccosf_onnx"])
     assert (info.height, info.width, info.batch, info.seg_refine, info.has_refine) == (H, W, 1, True, True)
     assert info.opset == 18 and {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {18}
-    assert info.source_sha256 == onnx_export.file_sha256(SHIPPED)
+    assert info.source_sha256 == onnx_format.file_sha256(SHIPPED)
     c = info.check  # ONNX Runtime against PyTorch at export time, on synthetic frames of this size
     assert c["finite"] and c["fused_max_diff"] <= 1 and c["mask_agreement"] >= 0.995, c
     io = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
@@ -124,26 +123,26 @@ def test_uint8_thermal_division_is_bit_identical_to_torch() -> None:
 def test_cache_key_follows_content_size_and_refine(tmp_path: Path) -> None:
     copy = tmp_path / "renamed.safetensors"
     shutil.copy(SHIPPED, copy)
-    a = onnx_export.cached_export_path(SHIPPED, H, W, True, tmp_path)
+    a = onnx_format.cached_export_path(SHIPPED, H, W, True, tmp_path)
     assert a.parent == tmp_path and f"{H}x{W}-refine" in a.name
     assert (
-        onnx_export.file_sha256(copy)[:16] in onnx_export.cached_export_path(copy, H, W, True, tmp_path).name
+        onnx_format.file_sha256(copy)[:16] in onnx_format.cached_export_path(copy, H, W, True, tmp_path).name
     )
-    assert a.name.split("-")[1] == onnx_export.file_sha256(SHIPPED)[:16]
+    assert a.name.split("-")[1] == onnx_format.file_sha256(SHIPPED)[:16]
     others = {
-        onnx_export.cached_export_path(SHIPPED, H, W + 32, True, tmp_path),
-        onnx_export.cached_export_path(SHIPPED, H, W, False, tmp_path),
+        onnx_format.cached_export_path(SHIPPED, H, W + 32, True, tmp_path),
+        onnx_format.cached_export_path(SHIPPED, H, W, False, tmp_path),
     }
     assert a not in others and len(others) == 2
 
 
 def test_cache_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(onnx_export.CACHE_ENV, str(tmp_path / "env"))
-    assert onnx_export.onnx_cache_dir() == tmp_path / "env"
-    assert onnx_export.onnx_cache_dir(tmp_path / "arg") == tmp_path / "arg"
-    monkeypatch.delenv(onnx_export.CACHE_ENV)
+    monkeypatch.setenv(onnx_format.CACHE_ENV, str(tmp_path / "env"))
+    assert onnx_format.onnx_cache_dir() == tmp_path / "env"
+    assert onnx_format.onnx_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv(onnx_format.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert onnx_export.onnx_cache_dir() == tmp_path / "xdg" / "sccosf_ros" / "onnx"
+    assert onnx_format.onnx_cache_dir() == tmp_path / "xdg" / "sccosf_ros" / "onnx"
 
 
 # ---- the backend against the torch engine ---------------------------------------------------------------
@@ -316,7 +315,7 @@ def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(BackendUnavailableError, match=r"onnxruntime.*not installed.*sccosf_ros\[onnx\]"):
         FusionEngine(device="cpu", backend="onnxruntime")
     with pytest.raises(BackendUnavailableError, match=r"needs onnxruntime.*sccosf_ros\[onnx\]"):
-        onnx_export.export_onnx(SHIPPED, tmp_path / "x.onnx")
+        onnx_exporter.export_onnx(SHIPPED, tmp_path / "x.onnx")
     from sccosf_ros.cli.export import main as export_main
     from sccosf_ros.cli.fuse import main as fuse_main
 
@@ -343,7 +342,7 @@ def test_cache_mode_exports_once_and_reuses(
         calls.append((Path(checkpoint), height, width, seg_refine))
         shutil.copy(onnx_file, out)
 
-    monkeypatch.setattr(onnx_export, "export_onnx", fake_export)
+    monkeypatch.setattr(onnx_exporter, "export_onnx", fake_export)
     rgb, th = _scenes(1)[0]
     with FusionEngine(device="cpu", backend="onnxruntime", onnx_cache=tmp_path) as engine:
         assert engine.describe()["onnx_files"] == []  # nothing exported before the first frame
@@ -368,7 +367,7 @@ def test_export_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, onnx_file: 
         import onnx
 
         props = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
-        return onnx_export.ExportInfo.from_json(props["sccosf_onnx"])
+        return onnx_format.ExportInfo.from_json(props["sccosf_onnx"])
 
     monkeypatch.setattr(cli, "export_onnx", fake_export)
     out = tmp_path / "m.onnx"

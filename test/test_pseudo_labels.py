@@ -152,3 +152,52 @@ def test_generate_writes_a_layout_the_trainer_reads(tmp_path: Path) -> None:
     assert ds.num_labelled == 2 and np.array_equal(ds.load(0)[2], label)
     with pytest.raises(SystemExit, match="inside the data folder"):
         pl.main(["--msrs-root", str(root), "--out", str(root / "x"), "--teacher-weights", str(weights)])
+
+
+class HotTeacher:
+    """A teacher written in the tests: class 2 (person) where the thermal frame is hot, else background."""
+
+    name, title, citation, weights = "hot", "Hot", "test", "-"
+    class_names = tuple(f"c{k}" for k in range(K))
+
+    @classmethod
+    def load(cls, weights: str | None = None, device: str = "cpu") -> HotTeacher:
+        return cls()
+
+    def logits(self, rgb: np.ndarray, thermal: np.ndarray, scale: float = 1.0) -> torch.Tensor:
+        out = torch.zeros(1, K, *thermal.shape)
+        out[0, 2] = torch.from_numpy((thermal > 127).astype(np.float32) * 10)
+        out[0, 0] = 5.0
+        return out
+
+
+def test_a_teacher_registered_from_the_tests_makes_the_labels(tmp_path: Path) -> None:
+    """A new teacher is one class and one register line; the tool takes it by name."""
+    from sccosf_train import teachers
+
+    root = tmp_path / "msrs"
+    for sub in ("vi", "ir", "boxes/fusion"):
+        (root / sub).mkdir(parents=True)
+    ir = np.zeros((32, 48), np.uint8)
+    ir[8:24, 16:28] = 200
+    cv2.imwrite(str(root / "vi" / "a.png"), np.zeros((32, 48, 3), np.uint8))
+    cv2.imwrite(str(root / "ir" / "a.png"), ir)
+    (root / "boxes" / "fusion" / "a.txt").write_text("0 0.4583 0.5 0.25 0.5\n")  # a person box on the blob
+    teachers.register("hot", HotTeacher)
+    try:
+        argv = [
+            "--msrs-root",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+            "--split",
+            "all",
+            "--teacher",
+            "hot",
+        ]
+        assert pl.main([*argv, "--no-progress", "--probs-factor", "0"]) == 0
+    finally:
+        teachers.unregister("hot")
+    label = cv2.imread(str(tmp_path / "out" / "Label" / "a.png"), cv2.IMREAD_UNCHANGED)
+    assert (label[8:24, 16:28] == 2).all() and (label[:4] == 0).all()
+    assert "Teacher Hot" in (tmp_path / "out" / "summary.md").read_text()

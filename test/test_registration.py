@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from sccosf_ros import bags
 from sccosf_ros.cli import register as register_cli
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.node.params import parse_homography, validate
 from sccosf_ros.registration import RegistrationError, corner_distance, estimate_homography
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.demo_bag import SyntheticBagSpec, write_synthetic_bag
+from sccosf_synth.scenes import generate_scene
 
 HW = (240, 320)
 TRUE_H = np.array([[1.04, -0.03, 9.0], [0.025, 0.97, -6.0], [1.5e-5, -1e-5, 1.0]])  # thermal -> RGB
@@ -90,9 +90,7 @@ def test_bag_source_pairs_by_stamp(tmp_path: Path, capsys: pytest.CaptureFixture
     """A synthetic rig bag (160x120, registered as recorded): close to the identity. The frames are small and
     the stamps of a pair differ by up to 17 ms of panning, hence the looser bound."""
     bag = tmp_path / "bag"
-    bags.write_synthetic_bag(
-        bag, bags.SyntheticBagSpec(seconds=4.0, height=120, width=160, scene_period_s=0.25)
-    )
+    write_synthetic_bag(bag, SyntheticBagSpec(seconds=4.0, height=120, width=160, scene_period_s=0.25))
     out = tmp_path / "bag.yaml"
     assert register_cli.main([str(bag), "--out", str(out), "--max-pairs", "16"]) == 0
     assert "16 pairs" in capsys.readouterr().out

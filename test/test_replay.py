@@ -14,6 +14,7 @@ pytest.importorskip("sensor_msgs.msg")
 
 from sccosf_ros import bags, topics
 from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag
+from sccosf_synth.demo_bag import SyntheticBagSpec, write_synthetic_bag
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
@@ -26,7 +27,7 @@ def _domain_id(offset: int) -> int:
 @pytest.fixture(scope="module")
 def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bag") / "tiny"
-    bags.write_synthetic_bag(path, bags.SyntheticBagSpec(seconds=1.0, height=96, width=128, seed=2))
+    write_synthetic_bag(path, SyntheticBagSpec(seconds=1.0, height=96, width=128, seed=2))
     return path
 
 

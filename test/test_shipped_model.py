@@ -8,7 +8,7 @@ import pytest
 from sccosf_ros.checkpoint import read_checkpoint_meta
 from sccosf_ros.engine import FusionEngine
 from sccosf_ros.paths import default_checkpoint_path
-from sccosf_ros.synthetic import generate_scene
+from sccosf_synth.scenes import generate_scene
 
 SHIPPED = default_checkpoint_path()
 pytestmark = pytest.mark.skipif(SHIPPED is None, reason="no shipped model in this installation")

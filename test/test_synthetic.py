@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sccosf_ros.synthetic import NUM_CLASSES, generate_scene
+from sccosf_synth.scenes import NUM_CLASSES, generate_scene
 
 
 def test_same_seed_identical_and_seeds_differ():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sccosf_train import teachers
 from sccosf_train.teachers import mfnet
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -48,9 +49,16 @@ def test_forward_shapes_and_input_checks() -> None:
     x = mfnet.to_input(np.full((20, 24, 3), 255, np.uint8), np.zeros((20, 24), np.uint8))
     assert x.shape == (1, 4, 20, 24) and float(x[0, 0].max()) == 1.0 and float(x[0, 3].max()) == 0.0
     # sizes that are not multiples of 16 are padded inside the helpers and cropped back
-    probs = mfnet.predict_probs(model, x, flip=True, scales=(1.0, 0.75))
-    assert probs.shape == (1, 9, 20, 24)
-    torch.testing.assert_close(probs.sum(1), torch.ones(1, 20, 24))
+    teacher = mfnet.MFNetTeacher(model)
+    rgb, ir = np.full((20, 24, 3), 255, np.uint8), np.zeros((20, 24), np.uint8)
+    probs = teachers.predict_probs(teacher, rgb, ir, flip=True, scales=(1.0, 0.75))
+    assert probs.shape == (9, 20, 24) and set(teachers.view_probs(teacher, rgb, ir, True, (1.0, 0.75))) == {
+        (1.0, False),
+        (1.0, True),
+        (0.75, False),
+        (0.75, True),
+    }
+    np.testing.assert_allclose(probs.sum(0), np.ones((20, 24)), rtol=1e-5)
     with pytest.raises(ValueError, match="uint8"):
         mfnet.to_input(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8))
 
@@ -94,7 +102,7 @@ def test_agrees_with_the_reference_masks() -> None:
         ref = cv2.imread(str(ref_path), cv2.IMREAD_UNCHANGED)
         rgb = cv2.cvtColor(cv2.imread(str(MSRS / "vi" / ref_path.name)), cv2.COLOR_BGR2RGB)
         ir = cv2.imread(str(MSRS / "ir" / ref_path.name), cv2.IMREAD_GRAYSCALE)
-        pred = mfnet.predict_mask(model, rgb, ir)[0]
+        pred = teachers.predict_mask(mfnet.MFNetTeacher(model), rgb, ir)
         agreement = float((pred == ref).mean())
         assert agreement > 0.999, f"{ref_path.name}: {agreement:.5f} of pixels agree"
 

@@ -287,7 +287,7 @@ def test_train_only_adds_a_refinement_and_leaves_the_fused_image_alone(
     tmp_path, one_thread, coarse_checkpoint
 ):
     from sccosf_ros.checkpoint import build_from_checkpoint, load_checkpoint
-    from sccosf_ros.synthetic import generate_scene
+    from sccosf_synth.scenes import generate_scene
 
     out = tmp_path / "refine"
     cfg = TrainConfig(

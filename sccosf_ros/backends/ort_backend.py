@@ -1,10 +1,10 @@
-"""The ONNX Runtime backend: the exported graph (:mod:`sccosf_ros.onnx_export`) on TensorRT, CUDA or CPU.
+"""The ONNX Runtime backend: the exported graph (:mod:`.onnx_exporter`) on TensorRT, CUDA or CPU.
 
 Where the model comes from (``checkpoint`` of :class:`~sccosf_ros.engine.FusionEngine`):
 
 * an ``.onnx`` file written by ``sccosf-export --onnx``: used as is. Its metadata carries the class names,
   palette and the frame size it was exported for; frames of another size are refused with a clear error.
-  Running it needs only onnxruntime and NumPy (and this package), not the exporter.
+  Running it needs only onnxruntime and NumPy (and this package), not the exporter nor torch.
 * anything else (a ``.safetensors`` checkpoint, or none: the shipped model): exported on first use of each
   frame size into a cache (``$SCCOSF_ONNX_CACHE``, default ``~/.cache/sccosf_ros/onnx``), keyed by the
   checkpoint's content, the size, the refinement switch and a fingerprint of the network code, and reused
@@ -29,8 +29,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sccosf_ros.backends import BackendOutput, BackendUnavailableError, softmax
-from sccosf_ros.checkpoint import METADATA_KEY, CheckpointError, CheckpointMeta
+from sccosf_ros.backends import BackendOptions, BackendOutput, Device, softmax
+from sccosf_ros.backends.onnx_format import (
+    cached_export_path,
+    file_sha256,
+    onnx_cache_dir,
+    read_onnx_metadata,
+)
+from sccosf_ros.errors import BackendUnavailableError, CheckpointError, ConfigError, InputError
 
 PROVIDERS_ENV = "SCCOSF_ORT_PROVIDERS"
 TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -67,7 +73,7 @@ def select_providers(
         return [CPU]
     gpu = [p for p in (TRT, CUDA) if p in available]
     if device.startswith("cuda") and CUDA not in available:
-        raise ValueError(
+        raise ConfigError(
             f"device {device!r} requested but this onnxruntime has no CUDAExecutionProvider (available: "
             f"{', '.join(available)}): install onnxruntime-gpu, or use device 'cpu'"
         )
@@ -111,12 +117,12 @@ def session_options(num_threads: int | None, **config: Any) -> Any:
     ort = import_ort()
     unknown = sorted(set(config) - set(SESSION_DEFAULTS))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown ONNX Runtime session option(s) {unknown}; known: {sorted(SESSION_DEFAULTS)}"
         )
     cfg = {**SESSION_DEFAULTS, **config}
     if cfg["opt_level"] not in OPT_LEVELS:
-        raise ValueError(f"opt_level must be one of {OPT_LEVELS}, got {cfg['opt_level']!r}")
+        raise ConfigError(f"opt_level must be one of {OPT_LEVELS}, got {cfg['opt_level']!r}")
     so = ort.SessionOptions()
     levels = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -135,25 +141,38 @@ def session_options(num_threads: int | None, **config: Any) -> Any:
     return so
 
 
-def read_onnx_metadata(custom: dict[str, str], source: str) -> tuple[CheckpointMeta, Any]:
-    """(CheckpointMeta, ExportInfo) from an exported file's metadata_props."""
-    from sccosf_ros.onnx_export import EXPORT_KEY, ExportInfo
-
-    for key in (METADATA_KEY, EXPORT_KEY):
-        if key not in custom:
-            raise CheckpointError(
-                f"{source}: ONNX model has no '{key}' metadata; it was not written by sccosf-export "
-                "(export it with: sccosf-export --onnx OUT.onnx --checkpoint MODEL.safetensors)"
-            )
-    return CheckpointMeta.from_json(custom[METADATA_KEY], source=source), ExportInfo.from_json(
-        custom[EXPORT_KEY], source=source
-    )
-
-
 class OrtBackend:
     """Runs exported SC-CoSF graphs with ONNX Runtime; see the module docstring for how it finds them."""
 
     name = "onnxruntime"
+    precision = "fp32"
+
+    @classmethod
+    def check(cls, options: BackendOptions) -> BackendOptions:
+        """fp32 only: the exported graph is float32."""
+        if options.precision != "fp32":
+            raise ConfigError(
+                f"precision {options.precision!r} is not available with backend 'onnxruntime' (the exported "
+                "graph is fp32): use precision 'fp32', or backend 'torch' for fp16/bf16"
+            )
+        return options
+
+    @classmethod
+    def open(cls, checkpoint: Path, options: BackendOptions) -> OrtBackend:
+        x = options.extra
+        backend = cls(
+            checkpoint,
+            str(options.device),
+            options.seg_refine,
+            options.num_threads,
+            x.get("ort_providers"),
+            x.get("onnx_cache"),
+            x.get("ort_session"),
+        )
+        on_gpu = backend.session_providers[0] != CPU  # what runs (a file's session exists already)
+        gpu = options.device if options.device.type == "cuda" else Device("cuda")
+        backend.device = gpu if on_gpu else Device("cpu")
+        return backend
 
     def __init__(
         self,
@@ -166,8 +185,7 @@ class OrtBackend:
         session_config: dict[str, Any] | None = None,
     ) -> None:
         self._ort = import_ort()
-        from sccosf_ros.onnx_export import onnx_cache_dir
-
+        self.device = Device.parse(device)
         self.checkpoint = Path(checkpoint)
         self._cache_dir = onnx_cache_dir(cache_dir)
         self._device_id = int(device.split(":")[1]) if device.startswith("cuda:") else 0
@@ -194,7 +212,7 @@ class OrtBackend:
             if wanted != bool(info.seg_refine):
                 have = "with" if info.seg_refine else "without"
                 flag = "" if wanted else " --no-seg-refine"
-                raise ValueError(
+                raise ConfigError(
                     f"{self.checkpoint} was exported {have} the segmentation refinement, but seg_refine="
                     f"{bool(seg_refine)} was asked for: export another file (sccosf-export --onnx OUT.onnx"
                     f"{flag}) or pass the .safetensors checkpoint (exports are then cached per setting)"
@@ -204,7 +222,6 @@ class OrtBackend:
             self._files[(info.height, info.width)] = self.checkpoint
         else:
             from sccosf_ros.backends.torch_backend import has_refine, load_inference_model
-            from sccosf_ros.onnx_export import file_sha256
 
             self.mode = "cache"
             self.export_info = None
@@ -244,7 +261,7 @@ class OrtBackend:
             return session
         if self.mode == "file":
             ((h, w),) = self._sessions
-            raise ValueError(
+            raise InputError(
                 f"frame size {height}x{width} does not match the ONNX model {self.checkpoint.name}, exported "
                 f"for {h}x{w}: export one for this size (sccosf-export --onnx OUT.onnx --size {height} "
                 f"{width}) or pass the .safetensors checkpoint (exports are then cached per size)"
@@ -257,7 +274,7 @@ class OrtBackend:
         return self._sessions[key]
 
     def _cached_export(self, height: int, width: int) -> Path:
-        from sccosf_ros.onnx_export import cached_export_path, export_onnx
+        from sccosf_ros.backends.onnx_exporter import export_onnx
 
         path = cached_export_path(
             self.checkpoint, height, width, self.seg_refine, self._cache_dir, sha256=self._sha256

@@ -7,6 +7,7 @@ device, so only compact results come back.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sccosf_ros.backends import BackendOutput
+from sccosf_ros.backends import BackendOptions, BackendOutput, Device, check_precision
 from sccosf_ros.checkpoint import CheckpointMeta, build_from_checkpoint
+from sccosf_ros.errors import ConfigError
 from sccosf_ros.model import fold_batchnorm_
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -106,10 +108,55 @@ def load_inference_model(checkpoint: str | Path) -> tuple[nn.Module, CheckpointM
     return fold_batchnorm_(model.eval()), meta
 
 
+def resolve_device(device: Device) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda[:N]`` only where that GPU is visible."""
+    if device.type == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(str(device))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "device 'cuda' requested but CUDA is not available (use device='auto' or 'cpu')"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {dev} requested but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    return dev
+
+
+def check_torch_precision(precision: str, device: torch.device) -> str:
+    """fp32 anywhere; fp16 on CUDA only (CPU half precision is slow and inexact); bf16 where supported."""
+    p = check_precision(precision)
+    if p == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            "precision 'fp16' needs a CUDA device (CPU half precision is slow and inexact): "
+            "use 'bf16' or 'fp32' on CPU"
+        )
+    if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision 'bf16' is not supported by this GPU: use 'fp16' or 'fp32'")
+    return p
+
+
 class TorchBackend:
     """The network in PyTorch on ``device`` ('cpu' or 'cuda[:N]', already checked) at ``precision``."""
 
     name = "torch"
+
+    @classmethod
+    def check(cls, options: BackendOptions) -> BackendOptions:
+        """The device resolved (``auto``: CUDA when available) and the precision checked for it."""
+        device = resolve_device(options.device)
+        precision = check_torch_precision(options.precision, device)
+        return dataclasses.replace(options, device=Device(device.type, device.index), precision=precision)
+
+    @classmethod
+    def open(cls, checkpoint: Path, options: BackendOptions) -> TorchBackend:
+        if options.num_threads is not None:
+            torch.set_num_threads(options.num_threads)  # process-wide, as the option documents
+        device = torch.device(str(options.device))
+        cl = device.type == "cuda" if options.channels_last is None else bool(options.channels_last)
+        return cls(checkpoint, device, options.precision, cl, options.seg_refine)
 
     def __init__(
         self,

@@ -1,9 +1,9 @@
 """``sccosf-bag``: make and inspect rosbag2 bags without a ROS install.
 
-``demo`` writes synthetic two-camera bags (the input of ``make demo`` and of the tests), ``from-folder`` turns
-registered image folders such as MSRS ``vi/`` + ``ir/`` into a bag, ``info`` summarises any bag, ``recover``
-copies what is intact in a bag cut off mid-write (no ``metadata.yaml``, an MCAP file without its footer)
-into a clean, indexed MCAP bag (:mod:`sccosf_ros.bag_recovery`).
+``from-folder`` turns registered image folders such as MSRS ``vi/`` + ``ir/`` into a bag, ``info``
+summarises any bag, ``recover`` copies what is intact in a bag cut off mid-write (no ``metadata.yaml``, an
+MCAP file without its footer) into a clean, indexed MCAP bag (:mod:`sccosf_ros.bag_recovery`). Synthetic demo
+bags are written by ``sccosf-demo-bag`` (package ``sccosf_synth``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sccosf_ros import bag_recovery, bags, topics
+from sccosf_ros import bag_recovery, bags
+from sccosf_ros.errors import SccosfError
+
+MOVED_DEMO = (
+    "sccosf-bag: error: 'sccosf-bag demo' moved to the generator package: run 'sccosf-demo-bag OUT ...' "
+    "(same options) or 'python -m sccosf_synth.demo_bag OUT ...'"
+)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -31,21 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sccosf-bag", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="write a synthetic RGB 30 Hz / thermal 9 Hz bag with labels")
-    demo.add_argument("out", help="output bag directory (must not exist)")
-    demo.add_argument("--seconds", type=float, default=10.0)
-    demo.add_argument("--size", type=parse_size, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument(
-        "--thermal-encoding",
-        choices=("mono8", "16UC1", "mono16"),
-        default="mono8",
-        help="16UC1/mono16 write raw 16-bit counts as thermal drivers do",
-    )
-    demo.add_argument("--rgb-hz", type=float, default=30.0)
-    demo.add_argument("--thermal-hz", type=float, default=9.0)
-    demo.add_argument("--no-labels", action="store_true", help=f"omit {topics.LABELS}")
-    demo.add_argument("--storage", choices=sorted(bags.STORAGES), default="mcap")
+    moved = sub.add_parser("demo", help="moved: sccosf-demo-bag (same options)", add_help=False)
+    moved.add_argument("rest", nargs=argparse.REMAINDER)
 
     folder = sub.add_parser("from-folder", help="registered image folders (matched by file name) to a bag")
     folder.add_argument("out", help="output bag directory (must not exist)")
@@ -81,20 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            spec = bags.SyntheticBagSpec(
-                seconds=args.seconds,
-                height=args.size[0],
-                width=args.size[1],
-                seed=args.seed,
-                rgb_hz=args.rgb_hz,
-                thermal_hz=args.thermal_hz,
-                thermal_encoding=args.thermal_encoding,
-                labels=not args.no_labels,
-                storage=args.storage,
-            )
-            counts = bags.write_synthetic_bag(args.out, spec)
-            print(f"wrote {args.out}: " + ", ".join(f"{t} x{n}" for t, n in sorted(counts.items())))
-        elif args.command == "from-folder":
+            print(MOVED_DEMO, file=sys.stderr)
+            return 2
+        if args.command == "from-folder":
             counts = bags.write_folder_bag(
                 args.out, args.rgb, args.thermal, args.labels, args.rate, args.storage
             )
@@ -104,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             info = bags.bag_info(args.bag)
             print(json.dumps(info.to_dict(), indent=2) if args.json else info.format())
-    except (bags.BagError, bag_recovery.RecoveryError) as exc:
+    except SccosfError as exc:
         print(f"sccosf-bag: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from sccosf_ros import bags
-from sccosf_ros.backends import BACKENDS
+from sccosf_ros.backends import backend_names
+from sccosf_ros.errors import SccosfError
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag
 
 
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=BACKENDS,
+        choices=backend_names(),
         help="onnxruntime: the exported ONNX graph (docs/onnx.md); auto: onnxruntime on a CPU where "
         "installed, else torch",
     )
@@ -132,12 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = evaluate_bag(args.bag, args.out, config_from_args(args))
-    except (
-        bags.BagError,
-        ValueError,
-        RuntimeError,
-        OSError,
-    ) as exc:  # FrameNameError is a ValueError  # CheckpointError is a RuntimeError
+    except (SccosfError, OSError) as exc:
         print(f"sccosf-eval: error: {exc}", file=sys.stderr)
         return 2
     print_summary(report)

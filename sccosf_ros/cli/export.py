@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sccosf_ros.backends import BackendUnavailableError
-from sccosf_ros.checkpoint import CheckpointError
-from sccosf_ros.onnx_export import DEFAULT_OPSET, ExportCheckError, export_onnx
+from sccosf_ros.backends.onnx_exporter import export_onnx
+from sccosf_ros.backends.onnx_format import DEFAULT_OPSET
+from sccosf_ros.errors import SccosfError
 from sccosf_ros.paths import default_checkpoint_path
 
 PROG = "sccosf-export"
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             opset=args.opset,
             check=not args.no_check,
         )
-    except (BackendUnavailableError, CheckpointError, ExportCheckError, ValueError) as exc:
+    except SccosfError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -18,78 +18,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sccosf_ros.backends import BACKENDS
-from sccosf_ros.checkpoint import CheckpointError
-from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay, to_rgb, to_thermal_gray
+from sccosf_ros.backends import backend_names
+from sccosf_ros.errors import SccosfError
+from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal
+from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay
 
 PROG = "sccosf-fuse"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"})
 OUTPUT_DIRS = ("fused", "segmentation", "segmentation_color", "overlay")
 
 
-class UserError(Exception):
-    """A fatal problem the user can fix; printed as one line without a traceback."""
+class UserError(SccosfError):
+    """A fatal problem of this run (no pairs, an output that cannot be written); one line, no traceback."""
 
 
 def _warn(msg: str) -> None:
     print(f"{PROG}: warning: {msg}", file=sys.stderr)
-
-
-def _images_by_stem(folder: Path, role: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise UserError(f"--{role} {folder} is not a directory")
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-            if p.stem in found:
-                _warn(f"{role}: {p.name} and {found[p.stem].name} share a stem; using {found[p.stem].name}")
-                continue
-            found[p.stem] = p
-    return found
-
-
-def pair_by_stem(
-    rgb_dir: Path, thermal_dir: Path
-) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
-    """(stem, rgb, thermal) pairs sorted by stem, plus the unpaired RGB and thermal files."""
-    rgb, thermal = _images_by_stem(rgb_dir, "rgb"), _images_by_stem(thermal_dir, "thermal")
-    stems = sorted(rgb.keys() & thermal.keys())
-    pairs = [(s, rgb[s], thermal[s]) for s in stems]
-    return (
-        pairs,
-        [rgb[s] for s in sorted(rgb.keys() - thermal.keys())],
-        [thermal[s] for s in sorted(thermal.keys() - rgb.keys())],
-    )
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Any 8/16-bit grey, BGR or BGRA file as (H, W, 3) uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ValueError("cannot decode image")
-    if image.dtype == np.uint16 and image.ndim == 3:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    encoding = {
-        (np.uint8, 1): "mono8",
-        (np.uint16, 1): "mono16",
-        (np.uint8, 3): "bgr8",
-        (np.uint8, 4): "bgra8",
-    }
-    key = (image.dtype.type, channels)
-    if key not in encoding:
-        raise ValueError(f"unsupported RGB image ({image.dtype}, {channels} channels)")
-    return to_rgb(image, encoding[key])
-
-
-def read_thermal(path: Path) -> np.ndarray:
-    """Thermal file as one channel with its original dtype (16-bit counts stay 16-bit)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ValueError("cannot decode image")
-    if image.ndim == 3:
-        image = to_thermal_gray(image, "bgra8" if image.shape[2] == 4 else "bgr8")
-    return image
 
 
 class _ThermalPrep:
@@ -127,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=BACKENDS,
+        choices=backend_names(),
         help="onnxruntime: the exported ONNX graph (a .onnx --checkpoint, or exported per frame size "
         "into a cache); docs/onnx.md",
     )
@@ -152,11 +95,11 @@ def _write(path: Path, image: np.ndarray) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sccosf_ros.engine import BackendUnavailableError, FusionEngine
+    from sccosf_ros.engine import FusionEngine
 
     if not 0.0 <= args.overlay_alpha <= 1.0:
         raise UserError(f"--overlay-alpha must be in [0, 1], got {args.overlay_alpha}")
-    pairs, lone_rgb, lone_thermal = pair_by_stem(args.rgb, args.thermal)
+    pairs, lone_rgb, lone_thermal = pair_by_stem(args.rgb, args.thermal, PROG)
     for p in lone_rgb:
         _warn(f"no thermal image for {p}")
     for p in lone_thermal:
@@ -164,17 +107,14 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         raise UserError(f"no image pairs: nothing in {args.rgb} and {args.thermal} shares a file stem")
     homography = _load_homography(args.homography)
-    try:
-        engine = FusionEngine(
-            args.checkpoint,
-            args.device,
-            args.precision,
-            homography=homography,
-            num_threads=args.threads,
-            backend=args.backend,
-        )
-    except (CheckpointError, BackendUnavailableError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    engine = FusionEngine(
+        args.checkpoint,
+        args.device,
+        args.precision,
+        homography=homography,
+        num_threads=args.threads,
+        backend=args.backend,
+    )
     prep = _ThermalPrep(args.thermal_norm)
     out_dirs = {name: args.out / name for name in OUTPUT_DIRS}
     for d in out_dirs.values():
@@ -189,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 rgb = read_rgb(rgb_path)
                 thermal = prep(read_thermal(thermal_path))
                 result = engine.infer(rgb, thermal)
-            except (ValueError, OSError, cv2.error) as exc:
+            except (SccosfError, OSError, cv2.error) as exc:
                 _warn(f"skipping {stem} ({rgb_path.name}, {thermal_path.name}): {exc}")
                 failed += 1
                 continue
@@ -220,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except UserError as exc:
+    except SccosfError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,14 +21,13 @@ import numpy as np
 import yaml
 
 from sccosf_ros import bags
-from sccosf_ros.cli.fuse import UserError as FolderError
-from sccosf_ros.cli.fuse import pair_by_stem, read_rgb, read_thermal
+from sccosf_ros.errors import SccosfError
+from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
-from sccosf_ros.node.params import SPECS
 from sccosf_ros.pairing import ApproximateTimePairer
+from sccosf_ros.pipeline import SYNC_QUEUE_SIZE, SYNC_SLOP_S
 from sccosf_ros.registration import (
     Registration,
-    RegistrationError,
     edge_image,
     estimate_homography,
     to_gray255,
@@ -38,16 +37,13 @@ PROG = "sccosf-register"
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
+class UserError(SccosfError):
+    """A problem with this run's options or inputs; printed as one line."""
 
 
 def folder_pairs(rgb_dir: Path, thermal_dir: Path, max_pairs: int) -> list[Pair]:
     """Up to ``max_pairs`` pairs spread evenly over the folders' common file names."""
-    try:
-        matched, _, _ = pair_by_stem(rgb_dir, thermal_dir)
-    except FolderError as exc:  # a folder that is missing or not a folder
-        raise UserError(str(exc)) from None
+    matched, _, _ = pair_by_stem(rgb_dir, thermal_dir, PROG)
     if not matched:
         raise UserError(f"no file names in common between {rgb_dir} and {thermal_dir} (pairs match by name)")
     picks = np.unique(np.linspace(0, len(matched) - 1, min(max_pairs, len(matched))).round().astype(int))
@@ -56,14 +52,14 @@ def folder_pairs(rgb_dir: Path, thermal_dir: Path, max_pairs: int) -> list[Pair]
         stem, rgb, thermal = matched[k]
         try:
             pairs.append((read_rgb(rgb), read_thermal(thermal)))
-        except ValueError as exc:
+        except SccosfError as exc:
             print(f"{PROG}: warning: skipping {stem}: {exc}", file=sys.stderr)
     return pairs
 
 
 def bag_pairs(bag: Path, rgb_topic: str, thermal_topic: str, max_pairs: int) -> list[Pair]:
     """Pairs of a bag, paired by stamp with the node's defaults, thinned evenly to at most ``max_pairs``."""
-    pairer = ApproximateTimePairer(SPECS["sync_queue_size"].default, SPECS["sync_slop"].default)
+    pairer = ApproximateTimePairer(SYNC_QUEUE_SIZE, SYNC_SLOP_S)
     kept: list[Pair] = []
     stride, seen = 1, 0
     for m in bags.read_images(bag, [rgb_topic, thermal_topic]):
@@ -172,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (UserError, RegistrationError, bags.BagError, OSError, ValueError) as exc:  # ValueError: encodings
+    except (SccosfError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,8 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sccosf_ros import bags
-from sccosf_ros.backends import BACKENDS
+from sccosf_ros.backends import backend_names
 from sccosf_ros.cli.evaluate import add_common_arguments, config_from_args, print_summary
 
 
@@ -24,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--backend",
         default="auto",
-        choices=BACKENDS,
+        choices=backend_names(),
         help="the node's backend (default auto, as the node's: onnxruntime on a CPU where installed)",
     )
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0.5 = half speed)")
@@ -50,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--node-arg=input_qos:=reliable (repeatable)",
     )
     args = parser.parse_args(argv)
-    from sccosf_ros.replay import ReplayConfig, ReplayError, replay_bag, ros_missing
+    from sccosf_ros.errors import SccosfError
+    from sccosf_ros.replay import ReplayConfig, replay_bag, ros_missing
 
     missing = ros_missing()
     if missing:
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         report = replay_bag(args.bag, args.out, cfg)
-    except (bags.BagError, ReplayError, ValueError, OSError) as exc:
+    except (SccosfError, OSError) as exc:
         print(f"sccosf-replay: error: {exc}", file=sys.stderr)
         return 2
     print_summary(report)

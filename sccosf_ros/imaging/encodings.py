@@ -24,10 +24,12 @@ from typing import Union
 import cv2
 import numpy as np
 
+from sccosf_ros.errors import InputError
+
 BufferLike = Union[bytes, bytearray, memoryview, array.array, np.ndarray]  # noqa: UP007
 
 
-class ImageConversionError(ValueError):
+class ImageConversionError(InputError):
     """Raised for any image that cannot be converted; the message names the problem."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sccosf_ros.errors import ConfigError, InputError
+
 from .encodings import ImageConversionError
 
 IDENTITY_ATOL = 1e-9
@@ -20,10 +22,10 @@ camera frame, so it is treated as the identity and not warped."""
 
 def _target_hw(rgb_shape: tuple[int, ...]) -> tuple[int, int]:
     if len(rgb_shape) < 2:
-        raise ValueError(f"rgb_shape needs at least (H, W), got {rgb_shape!r}")
+        raise InputError(f"rgb_shape needs at least (H, W), got {rgb_shape!r}")
     h, w = int(rgb_shape[0]), int(rgb_shape[1])
     if h <= 0 or w <= 0:
-        raise ValueError(f"rgb_shape must be positive, got {rgb_shape!r}")
+        raise InputError(f"rgb_shape must be positive, got {rgb_shape!r}")
     return h, w
 
 
@@ -41,14 +43,14 @@ def validate_homography(homography: np.ndarray) -> np.ndarray:
     """Return the matrix as float64 normalised to ``H[2, 2] = 1`` or raise ValueError if it is unusable."""
     h = np.asarray(homography, dtype=np.float64)
     if h.shape != (3, 3):
-        raise ValueError(f"homography must be 3x3, got shape {h.shape}")
+        raise ConfigError(f"homography must be 3x3, got shape {h.shape}")
     if not np.all(np.isfinite(h)):
-        raise ValueError("homography contains NaN or inf")
+        raise ConfigError("homography contains NaN or inf")
     if abs(h[2, 2]) < 1e-12:
-        raise ValueError("homography has H[2, 2] == 0 (maps the origin to infinity)")
+        raise ConfigError("homography has H[2, 2] == 0 (maps the origin to infinity)")
     h = h / h[2, 2]
     if not np.isfinite(np.linalg.cond(h)) or np.linalg.cond(h) > 1e12:
-        raise ValueError("homography is singular (not invertible)")
+        raise ConfigError("homography is singular (not invertible)")
     return h
 
 

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from sccosf_ros.errors import ConfigError
+
 from .color import BT601_LUMA
 from .encodings import ImageConversionError, canonical_encoding
 
@@ -23,9 +25,9 @@ def _finite_or_none(name: str, value: float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ConfigError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ConfigError(f"{name} must be finite, got {value!r}")
     return float(value)
 
 
@@ -54,22 +56,22 @@ class ThermalNormalizer:
         smoothing: float = 0.8,
     ) -> None:
         if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+            raise ConfigError(f"mode must be one of {_MODES}, got {mode!r}")
         self.low = _finite_or_none("low", low)
         self.high = _finite_or_none("high", high)
         if mode != "fixed" and (self.low is not None or self.high is not None):
-            raise ValueError("low/high apply only to mode='fixed'")
+            raise ConfigError("low/high apply only to mode='fixed'")
         if self.low is not None and self.high is not None and not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+            raise ConfigError(f"low must be < high, got low={self.low}, high={self.high}")
         try:
             p_lo, p_hi = (float(p) for p in percentiles)
         except (TypeError, ValueError):
-            raise ValueError(f"percentiles must be two numbers, got {percentiles!r}") from None
+            raise ConfigError(f"percentiles must be two numbers, got {percentiles!r}") from None
         if not (0.0 <= p_lo < p_hi <= 100.0):
-            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
+            raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
         s = _finite_or_none("smoothing", smoothing)
         if s is None or not 0.0 <= s < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+            raise ConfigError(f"smoothing must be in [0, 1), got {smoothing!r}")
         self.mode = mode
         self.percentiles = (p_lo, p_hi)
         self.smoothing = s
@@ -91,9 +93,9 @@ class ThermalNormalizer:
             low = float(info.min) if low is None else low
             high = float(info.max) if high is None else high
         elif low is None or high is None:
-            raise ValueError("mode='fixed' with float input needs both low and high (e.g. in kelvin)")
+            raise ConfigError("mode='fixed' with float input needs both low and high (e.g. in kelvin)")
         if not low < high:
-            raise ValueError(f"low must be < high, got low={low}, high={high}")
+            raise ConfigError(f"low must be < high, got low={low}, high={high}")
         return low, high
 
     @staticmethod

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from sccosf_ros.errors import InputError
+
 YOLO_TO_MSRS: Mapping[int, int] = {0: 2, 1: 3, 2: 1}  # person, bicycle, car -> MSRS person, bike, car
 BOX_CLASSES: Mapping[int, str] = {1: "car", 2: "person", 3: "bike"}  # MSRS ids the boxes can judge
 BOXLESS_CLASSES: tuple[int, ...] = (4, 5, 6, 7, 8)  # curve, car_stop, guardrail, color_cone, bump
@@ -38,7 +40,7 @@ MERGE_IOU = 0.5  # boxes of one class with IoU above this are one object
 OBJECT_BOX_POLICIES = ("union", "mean", "max")
 
 
-class BoxFileError(ValueError):
+class BoxFileError(InputError):
     """A box file cannot be parsed; the message names the file and line."""
 
 

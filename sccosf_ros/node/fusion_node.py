@@ -1,7 +1,8 @@
 """ROS 2 lifecycle node: time-paired RGB + thermal images in, fused image and segmentation masks out.
 
 A thin rclpy adapter over ROS-free parts: parameters (``params``), pairing (``sccosf_ros.pairing``), per-pair
-work (``processing``), statistics (``stats``) and the engine (``sccosf_ros.engine``).
+work (``sccosf_ros.pipeline``), statistics and the pairing window (``stats``) and the engine
+(``sccosf_ros.engine``).
 
 Threading: one ``SingleThreadedExecutor`` (rclpy's multi-threaded one starved the worker of the GIL for
 seconds on two cores; docs/node.md). Subscription callbacks only pair messages (``ApproximateTimePairer``,
@@ -56,11 +57,11 @@ from sccosf_ros.node.params import (
     thermal_normalizer,
     validate,
 )
-from sccosf_ros.node.processing import BadInputError, Engine, PairProcessor
 from sccosf_ros.node.qos import AUTO_CHECK_PERIOD_S, BEST_EFFORT, RELIABLE, choose_reliability, describe
-from sccosf_ros.node.stats import NodeStats
+from sccosf_ros.node.stats import MatchProblem, MatchWindow, NodeStats
 from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
 from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
+from sccosf_ros.pipeline import BadInputError, Engine, PairProcessor
 
 NODE_NAME = "sccosf"
 INPUTS = topics.INPUTS
@@ -154,8 +155,7 @@ class FusionNode(LifecycleNode):
         self._processor: PairProcessor | None = None
         self._matched = 0
         self._last_stamp: dict[str, int] = {}
-        self._window_marks: list[tuple[float, int, int, int]] = []
-        self._last_warn: dict[str, float] = {}
+        self._match_window = MatchWindow(UNMATCHED_WINDOW_S, WARN_EVERY_S)
         self._device = self._backend = "none"
         self._monotonic: Callable[[], float] = time.monotonic  # the clock of the warning windows (tests)
 
@@ -359,7 +359,7 @@ class FusionNode(LifecycleNode):
         c = self.config
         self._matched = 0
         self._last_stamp = {}
-        self._window_marks = []
+        self._match_window.reset()
         self._input_reliability = {}
         self._input_qos_changes = 0
         self.pairer = ApproximateTimePairer(c["sync_queue_size"], c["sync_slop"])
@@ -468,32 +468,30 @@ class FusionNode(LifecycleNode):
                 out[f"pending_{s}"] = st.pending[s]
         return out
 
-    def _check_matching(self, now: float, counts: dict[str, int]) -> str:
-        """Warn (rate-limited) when both inputs arrive but few pairs form: the failure users cannot see."""
-        rx = (self.stats.received["rgb"], self.stats.received["thermal"])
-        self._window_marks.append((now, rx[0], rx[1], counts["matched"]))
-        self._window_marks = [m for m in self._window_marks if 0 <= now - m[0] <= UNMATCHED_WINDOW_S + 0.5]
-        t_old, rgb_old, th_old, matched_old = self._window_marks[0]
-        possible = min(rx[0] - rgb_old, rx[1] - th_old)
-        matched = counts["matched"] - matched_old
-        problem = ""
-        if possible >= 3 and matched < possible / 2:
+    def _describe_problem(self, p: MatchProblem) -> str:
+        """The warning for a pairing problem, in the node's terms (parameters, QoS, remapping)."""
+        if p.silent is None:
             skew = (self._last_stamp.get("thermal", 0) - self._last_stamp.get("rgb", 0)) / 1e9
-            problem = (
-                f"only {matched} of ~{possible} possible pairs matched in the last {now - t_old:.0f} s; "
+            return (
+                f"only {p.matched} of ~{p.possible} possible pairs matched in the last {p.span_s:.0f} s; "
                 f"latest thermal-rgb stamp difference {skew:+.3f} s, "
                 f"sync_slop {self.config['sync_slop']} s: "
                 "check camera clocks/stamps or raise sync_slop"
             )
-        elif now - t_old >= UNMATCHED_WINDOW_S and (rx[0] - rgb_old > 0) != (rx[1] - th_old > 0):
-            silent = "thermal" if rx[0] - rgb_old > 0 else "rgb"
-            problem = (
-                f"no {silent} messages for {now - t_old:.0f} s while the other input arrives: check the "
-                f"remapping and QoS (input_qos={self.config['input_qos']}, subscribed "
-                f"{self._input_reliability.get(silent, '-')}; `ros2 topic info -v` shows the publisher's)"
-            )
-        if problem and now - self._last_warn.get("unmatched", -1e9) >= WARN_EVERY_S:
-            self._last_warn["unmatched"] = now
+        return (
+            f"no {p.silent} messages for {p.span_s:.0f} s while the other input arrives: check the "
+            f"remapping and QoS (input_qos={self.config['input_qos']}, subscribed "
+            f"{self._input_reliability.get(p.silent, '-')}; `ros2 topic info -v` shows the publisher's)"
+        )
+
+    def _check_matching(self, now: float, counts: dict[str, int]) -> str:
+        """Warn (rate-limited) when both inputs arrive but few pairs form: the failure users cannot see."""
+        rx = self.stats.received
+        found = self._match_window.update(now, rx["rgb"], rx["thermal"], counts["matched"])
+        if found is None:
+            return ""
+        problem = self._describe_problem(found)
+        if self._match_window.warn_due(now):
             self.stats.on_warning("unmatched")
             self.get_logger().warning(problem)
         return problem

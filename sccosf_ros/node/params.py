@@ -19,13 +19,18 @@ from typing import Any
 
 import yaml
 
+from sccosf_ros.backends import backend_names
+from sccosf_ros.errors import ConfigError
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.node.qos import INPUT_QOS_CHOICES, OUTPUT_QOS_CHOICES
+from sccosf_ros.pipeline import SYNC_QUEUE_SIZE, SYNC_SLOP_S, ThermalSettings
+
+_THERMAL = ThermalSettings()  # the pipeline's defaults, the table's too
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
-class ParameterError(ValueError):
+class ParameterError(ConfigError):
     """An invalid parameter value; ``str()`` names the parameter and why."""
 
     def __init__(self, name: str, reason: str) -> None:
@@ -49,6 +54,11 @@ class ParamSpec:
 
 def _one_of(*choices: str) -> Validator:
     return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+def _registered_backend(v: str) -> str | None:
+    """Read at validation time, so a backend registered after this module loaded is accepted too."""
+    return _one_of(*backend_names())(v)
 
 
 def _int_at_least(lo: int) -> Validator:
@@ -141,7 +151,10 @@ def _palette(v: str) -> str | None:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
-        "checkpoint", "", "Model file (.safetensors); empty = the shipped models/sccosf_tiny.safetensors"
+        "checkpoint",
+        "",
+        "Model file: a .safetensors checkpoint, or a .onnx file from sccosf-export (backend onnxruntime); "
+        "empty = the shipped models/sccosf_tiny.safetensors",
     ),
     ParamSpec("device", "auto", "Inference device: auto (CUDA when available), cpu, cuda or cuda:N", _device),
     ParamSpec(
@@ -156,8 +169,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "auto",
         "Inference backend: auto (onnxruntime for fp32 on a CPU where it is installed, else torch), torch, "
         "or onnxruntime (the exported ONNX graph; checkpoint a .onnx file or a .safetensors exported once "
-        "per frame size into a cache)",
-        _one_of("auto", "torch", "onnxruntime"),
+        "per frame size into a cache); any other registered backend by name",
+        _registered_backend,
     ),
     ParamSpec(
         "warmup_size",
@@ -173,32 +186,32 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "thermal_normalization.mode",
-        "auto",
+        _THERMAL.mode,
         "Thermal to [0,1]: auto (8-bit as is, deeper data as percentile), percentile (smoothed robust "
         "range), minmax (per frame) or fixed (low/high)",
         _one_of("auto", "percentile", "minmax", "fixed"),
     ),
     ParamSpec(
         "thermal_normalization.low",
-        0.0,
+        _THERMAL.low,
         "Fixed mode: raw value mapped to 0 (low = high = 0: the dtype's full range)",
         _finite,
     ),
     ParamSpec(
         "thermal_normalization.high",
-        0.0,
+        _THERMAL.high,
         "Fixed mode: raw value mapped to 1 (low = high = 0: the dtype's full range)",
         _finite,
     ),
     ParamSpec(
         "thermal_normalization.percentiles",
-        [1.0, 99.0],
+        list(_THERMAL.percentiles),
         "Percentile mode: [low, high] percentiles",
         _percentiles,
     ),
     ParamSpec(
         "thermal_normalization.smoothing",
-        0.8,
+        _THERMAL.smoothing,
         "Percentile mode: weight of the previous range, in [0, 1)",
         _smoothing,
     ),
@@ -208,9 +221,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Thermal->RGB pixel homography, 9 row-major numbers; empty = resize only",
         _parses(parse_homography),
     ),
-    ParamSpec("sync_queue_size", 10, "Approximate-time sync queue length per input", _int_at_least(1)),
     ParamSpec(
-        "sync_slop", 0.06, "Max stamp difference (s) of a pair; >= half the slower camera's period", _slop
+        "sync_queue_size", SYNC_QUEUE_SIZE, "Approximate-time sync queue length per input", _int_at_least(1)
+    ),
+    ParamSpec(
+        "sync_slop",
+        SYNC_SLOP_S,
+        "Max stamp difference (s) of a pair; >= half the slower camera's period",
+        _slop,
     ),
     ParamSpec(
         "use_compressed", False, "Subscribe to <input>/compressed (sensor_msgs/CompressedImage) instead"
@@ -301,22 +319,18 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def thermal_normalizer(values: Mapping[str, Any] | None = None) -> ThermalNormalizer:
-    """The thermal normaliser the parameters describe (the table's defaults when ``values`` is None).
-
-    One builder for the node and the offline tools, so live and offline inputs are normalised alike.
-    ``low = high = 0`` in fixed mode means "the dtype's full range".
-    """
-    v = values if values is not None else {p.name: p.default for p in PARAMETERS}
-    mode = v["thermal_normalization.mode"]
-    low, high = v["thermal_normalization.low"], v["thermal_normalization.high"]
-    explicit = mode == "fixed" and (low, high) != (0.0, 0.0)
-    return ThermalNormalizer(
-        mode=mode,
-        low=low if explicit else None,
-        high=high if explicit else None,
-        percentiles=tuple(v["thermal_normalization.percentiles"]),
-        smoothing=v["thermal_normalization.smoothing"],
+    """The thermal normaliser the parameters describe (the pipeline's defaults when ``values`` is None)."""
+    if values is None:
+        return _THERMAL.normalizer()
+    prefix = "thermal_normalization."
+    settings = ThermalSettings(
+        mode=values[prefix + "mode"],
+        low=values[prefix + "low"],
+        high=values[prefix + "high"],
+        percentiles=tuple(values[prefix + "percentiles"]),
+        smoothing=values[prefix + "smoothing"],
     )
+    return settings.normalizer()
 
 
 def launch_value(name: str, text: str) -> Any:

@@ -1,4 +1,4 @@
-"""Counters, rates and percentiles behind the node's ``/diagnostics``, without ROS.
+"""Counters, rates, percentiles and the pairing window behind the node's ``/diagnostics``, without ROS.
 
 Thread-safe: subscription callbacks, the worker thread and the diagnostics timer all touch it. Windows are
 bounded (the last ``window`` samples / events) so a week-long run has the same memory as a minute-long one.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -117,3 +118,57 @@ class NodeStats:
             for key, n in sorted(self.warnings.items()):
                 out[f"warning.{key}"] = n
             return out
+
+
+@dataclass
+class MatchProblem:
+    """What :class:`MatchWindow` found wrong over its window: few pairs from two live inputs, or one input
+    silent while the other arrives."""
+
+    span_s: float
+    matched: int = 0
+    possible: int = 0
+    silent: str | None = None
+    """``rgb`` or ``thermal`` when that input sent nothing in the window; None for too few pairs."""
+
+
+class MatchWindow:
+    """Counts over the last ``window_s`` seconds that tell a user why no pairs come out, rate-limited.
+
+    Why: pairing failures are invisible from outside (both topics show traffic in ``ros2 topic hz``), so the
+    node warns when both inputs arrive but fewer than half the possible pairs match (clocks or stamps off,
+    ``sync_slop`` too small), or when one input falls silent (remapping or QoS). Not thread-safe: the
+    diagnostics timer owns it.
+    """
+
+    def __init__(self, window_s: float = 3.0, warn_every_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self.warn_every_s = warn_every_s
+        self._marks: list[tuple[float, int, int, int]] = []
+        self._last_warn = -1e9
+
+    def reset(self) -> None:
+        self._marks = []
+
+    def update(
+        self, now: float, rgb_received: int, thermal_received: int, matched: int
+    ) -> MatchProblem | None:
+        """Record the counters at ``now`` (monotonic seconds); the problem over the window, or None."""
+        self._marks.append((now, rgb_received, thermal_received, matched))
+        self._marks = [m for m in self._marks if 0 <= now - m[0] <= self.window_s + 0.5]
+        t_old, rgb_old, th_old, matched_old = self._marks[0]
+        rgb_new, th_new = rgb_received - rgb_old, thermal_received - th_old
+        possible = min(rgb_new, th_new)
+        paired = matched - matched_old
+        if possible >= 3 and paired < possible / 2:
+            return MatchProblem(now - t_old, matched=paired, possible=possible)
+        if now - t_old >= self.window_s and (rgb_new > 0) != (th_new > 0):
+            return MatchProblem(now - t_old, silent="thermal" if rgb_new > 0 else "rgb")
+        return None
+
+    def warn_due(self, now: float) -> bool:
+        """True at most once every ``warn_every_s`` seconds (a warning's log line, not its diagnostics)."""
+        if now - self._last_warn < self.warn_every_s:
+            return False
+        self._last_warn = now
+        return True

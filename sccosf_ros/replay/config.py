@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sccosf_ros.errors import SccosfError
 from sccosf_ros.evaluation import EvalConfig
 
 
-class ReplayError(RuntimeError):
+class ReplayError(SccosfError, RuntimeError):
     """The replay could not run (node did not start, bag unusable); the message says what to check."""
 
 

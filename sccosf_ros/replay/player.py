@@ -26,8 +26,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from sccosf_ros import bags, topics
+from sccosf_ros.replay.bag_survey import BagScan, restamp, stamp_of
 from sccosf_ros.replay.config import ReplayConfig, ReplayError
-from sccosf_ros.replay.scan import BagScan, restamp, stamp_of
 from sccosf_ros.replay.supervisor import NodeProcess, tail
 
 OUTPUTS = (topics.FUSED, topics.SEGMENTATION, topics.SEGMENTATION_COLOR)

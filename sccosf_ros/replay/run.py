@@ -16,8 +16,8 @@ from typing import Any
 from sccosf_ros import bags
 from sccosf_ros.evaluation import load_labels
 from sccosf_ros.paths import with_fastdds_profile
+from sccosf_ros.replay.bag_survey import BagLabels, ReplayJob, check_bag, first_rgb_size, scan_bag
 from sccosf_ros.replay.config import ReplayConfig
-from sccosf_ros.replay.scan import BagLabels, ReplayJob, check_bag, first_rgb_size, scan_bag
 from sccosf_ros.replay.supervisor import NodeProcess, node_command
 
 

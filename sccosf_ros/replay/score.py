@@ -19,9 +19,9 @@ from sccosf_ros import bags, topics
 from sccosf_ros.evaluation import FrameScorer, make_normalizer
 from sccosf_ros.imaging.color import to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
+from sccosf_ros.replay.bag_survey import BagScan, ReplayJob, stamp_of
 from sccosf_ros.replay.config import ReplayConfig, ReplayError
 from sccosf_ros.replay.player import OUTPUTS, Playback
-from sccosf_ros.replay.scan import BagScan, ReplayJob, stamp_of
 from sccosf_ros.report import write_report
 
 Outputs = dict[str, dict[int, tuple[int, bytes]]]  # topic -> RGB stamp -> (receipt ns, CDR bytes)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from sccosf_ros.errors import BackendUnavailableError
 from sccosf_ros.scan import mamba_triton
 from sccosf_ros.scan.chunked import DEFAULT_CHUNK_SIZE, ssd_scan_chunked
 from sccosf_ros.scan.reference import ssd_scan_sequential
@@ -53,7 +54,7 @@ _COMPILE_CPU_ENV = "SCCOSF_SCAN_COMPILE_CPU"
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-class ScanBackendUnavailableError(RuntimeError):
+class ScanBackendUnavailableError(BackendUnavailableError):
     """A scan backend was requested that cannot run here; the message says why."""
 
 

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sccosf_ros.errors import CheckpointError
+from sccosf_ros.imaging.palette import MSRS_CLASSES
+
 NUM_CLASSES = 9
 RGB_WIDTHS = (16, 48, 48, 96, 96)
 THERMAL_WIDTHS = (16, 16, 16, 36, 36)
@@ -37,7 +40,7 @@ DEFAULT_WEIGHTS = (
 )
 
 
-class TeacherError(RuntimeError):
+class TeacherError(CheckpointError):
     """The teacher's weights cannot be used (missing file, wrong keys or shapes); the message says why."""
 
 
@@ -184,78 +187,45 @@ def _padded_logits(model: MFNet, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(
-    model: MFNet, x: torch.Tensor, flip: bool = False, scales: Sequence[float] = (1.0,)
-) -> torch.Tensor:
-    """Logits (N, 9, H, W) of ``x`` (N, 4, H, W) in [0, 1], averaged over test-time flips and scales.
-
-    A scale s resizes the input bilinearly (to a multiple of 16 where it is not one, by edge padding) and
-    the logits back; ``flip`` adds the horizontally mirrored input. Averaging logits (not probabilities)
-    keeps the single-pass case exact.
-    """
+def scaled_logits(model: MFNet, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Logits (N, 9, H, W) of ``x`` (N, 4, H, W) in [0, 1] resized by ``scale`` (bilinear; to a multiple of 16
+    by edge padding inside), the logits resized back to x's size: one test-time view."""
     device = next(model.parameters()).device
     x = x.to(device)
     h, w = x.shape[-2:]
-    total, n = None, 0
-    for s in scales:
-        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        for mirrored in (False, True) if flip else (False,):
-            xi = xs.flip(-1) if mirrored else xs
-            y = _padded_logits(model, xi)
-            if mirrored:
-                y = y.flip(-1)
-            if y.shape[-2:] != (h, w):
-                y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
-            total = y if total is None else total + y
-            n += 1
-    assert total is not None
-    return total / n
+    xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    y = _padded_logits(model, xs)
+    if y.shape[-2:] != (h, w):
+        y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
+    return y
 
 
-@torch.no_grad()
-def predict_probs(
-    model: MFNet, x: torch.Tensor, flip: bool = False, scales: Sequence[float] = (1.0,)
-) -> torch.Tensor:
-    """Class probabilities (N, 9, H, W): softmax of each test-time view, averaged over the views."""
-    device = next(model.parameters()).device
-    x = x.to(device)
-    h, w = x.shape[-2:]
-    total, n = None, 0
-    for s in scales:
-        for mirrored in (False, True) if flip else (False,):
-            p = predict_logits(model, x.flip(-1) if mirrored else x, scales=(s,)).softmax(1)
-            p = p.flip(-1) if mirrored else p
-            total = p if total is None else total + p
-            n += 1
-    assert total is not None and total.shape[-2:] == (h, w)
-    return total / n
+class MFNetTeacher:
+    """MFNet as a :class:`sccosf_train.teachers.Teacher` (registered as ``mfnet``)."""
 
+    name = "mfnet"
+    title = "MFNet"
+    citation = "IROS 2017"
+    class_names = MSRS_CLASSES
 
-def predict(
-    model: MFNet,
-    rgb_uint8: np.ndarray,
-    thermal_uint8: np.ndarray,
-    flip: bool = False,
-    scales: Sequence[float] = (1.0,),
-) -> torch.Tensor:
-    """Probabilities (N, 9, H, W) for uint8 RGB + thermal frames (see :func:`to_input`)."""
-    return predict_probs(model, to_input(rgb_uint8, thermal_uint8), flip=flip, scales=scales)
+    def __init__(self, model: MFNet, weights: str = "") -> None:
+        self.model = model
+        self.weights = weights
 
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "cpu") -> MFNetTeacher:
+        return cls(load_mfnet(weights, device), str(weights or DEFAULT_WEIGHTS))
 
-def predict_mask(model: MFNet, rgb_uint8: np.ndarray, thermal_uint8: np.ndarray) -> np.ndarray:
-    """Class ids (N, H, W) uint8: argmax of one plain pass (the reference masks' convention)."""
-    logits = predict_logits(model, to_input(rgb_uint8, thermal_uint8))
-    return logits.argmax(1).to(torch.uint8).cpu().numpy()
+    def logits(self, rgb: np.ndarray, thermal: np.ndarray, scale: float = 1.0) -> torch.Tensor:
+        return scaled_logits(self.model, to_input(rgb, thermal), scale).cpu()
 
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "MFNet",
+    "MFNetTeacher",
     "TeacherError",
     "load_mfnet",
-    "predict",
-    "predict_logits",
-    "predict_mask",
-    "predict_probs",
+    "scaled_logits",
     "to_input",
 ]

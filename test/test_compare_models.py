@@ -1,4 +1,4 @@
-"""``python -m sccosf_train.box_score`` end to end on a tiny MSRS-layout folder (no ../shared needed)."""
+"""``python -m sccosf_train.compare_models`` end to end on a tiny MSRS-layout folder (no ../shared needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sccosf_ros.metrics.boxes import BoxDir
-from sccosf_train import box_score
+from sccosf_train import compare_models as box_score
 
 
 def _tiny_msrs(root: Path) -> Path:

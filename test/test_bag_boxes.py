@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sccosf_ros import bags
-from sccosf_ros.box_eval import FrameNameError, load_frame_names, rgb_stamps
+from sccosf_ros.bag_boxes import FrameNameError, load_frame_names, rgb_stamps
 from sccosf_ros.cli import evaluate as eval_cli
 from sccosf_ros.engine import FusionResult
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag

@@ -1,4 +1,5 @@
-"""PairProcessor without ROS: compressed inputs, classification of bad input, engine output checks."""
+"""The pipeline without ROS: compressed inputs, what it returns, bad input classified, engine output checks,
+the node's pairing window."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from sccosf_ros.imaging.thermal import ThermalNormalizer
-from sccosf_ros.node.processing import BadInputError, PairProcessor
+from sccosf_ros.pipeline import BadInputError, PairProcessor
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
 
@@ -58,6 +59,8 @@ def test_compressed_jpeg_rgb_and_16bit_png_thermal() -> None:
     assert (seg.encoding, seg.height, seg.width) == ("rgb8", 48, 64)
     assert bytes(seg.data[:3]) == bytes(PALETTE[1])
     assert set(out.timings) == {"convert", "infer", "encode"}
+    # it returns what it used: the very arrays the engine was given, and the engine's result
+    assert out.rgb is rgb and out.thermal is th and out.result.mask.shape == (48, 64)
 
 
 def test_corrupt_compressed_is_a_decode_error() -> None:
@@ -75,3 +78,18 @@ def test_engine_output_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(BadInputError) as err:
         _processor(Engine(shrink=True), compressed=False).process(rgb, th)
     assert err.value.kind == "engine" and "do not match" in str(err.value)
+
+
+def test_match_window_reports_few_pairs_and_a_silent_input_rate_limited() -> None:
+    from sccosf_ros.node.stats import MatchWindow
+
+    w = MatchWindow(window_s=3.0, warn_every_s=10.0)
+    assert w.update(0.0, 0, 0, 0) is None
+    few = w.update(2.0, 30, 9, 1)  # 9 possible pairs, 1 matched
+    assert few is not None and few.silent is None and (few.matched, few.possible) == (1, 9)
+    assert w.update(3.0, 60, 18, 18) is None  # pairs form again
+    w.reset()
+    w.update(10.0, 100, 30, 30)
+    silent = w.update(13.0, 190, 30, 30)  # RGB arrives, thermal does not
+    assert silent is not None and silent.silent == "thermal" and silent.span_s == 3.0
+    assert w.warn_due(13.0) and not w.warn_due(20.0) and w.warn_due(23.0)

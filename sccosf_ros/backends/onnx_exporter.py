@@ -25,15 +25,11 @@ Choices (measured or tried on the 2-core development machine, torch 2.13, onnxru
   without (ONNX Runtime runs every node of a graph even when an output is not fetched, so one file with
   both masks would always pay for the refinement).
 
-Metadata (``metadata_props``): ``sccosf`` — the checkpoint's JSON record (class names, palette, config);
-``sccosf_onnx`` — :class:`ExportInfo` as JSON (size, batch, refine flag, opset, source checksum, and the
-export-time check against PyTorch).
+The file's metadata, the export cache and its fingerprints: :mod:`.onnx_format`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -41,98 +37,26 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sccosf_ros import __version__
-from sccosf_ros.backends import BackendUnavailableError
-from sccosf_ros.checkpoint import METADATA_KEY, CheckpointError, CheckpointMeta
+from sccosf_ros.backends.onnx_format import DEFAULT_OPSET, ExportInfo, file_sha256, metadata_entries
+from sccosf_ros.checkpoint import CheckpointMeta
+from sccosf_ros.errors import BackendUnavailableError, ConfigError, SccosfError
 
-DEFAULT_OPSET = 18
-EXPORT_KEY = "sccosf_onnx"
-EXPORT_FORMAT_VERSION = 1
-CACHE_ENV = "SCCOSF_ONNX_CACHE"
 MAX_FUSED_DIFF = 2
 """Export fails when ONNX Runtime's fused image differs from PyTorch's by more than this (grey levels)."""
 MIN_MASK_AGREEMENT = 0.99
 """... or when fewer mask pixels than this share agree (near-ties in random-weight models flip a few)."""
 
-_SOURCES = (  # the code whose change makes a cached export stale
-    "model/__init__.py",
-    "model/cfm.py",
-    "model/color.py",
-    "model/config.py",
-    "model/decoders.py",
-    "model/encoder.py",
-    "model/sccosf.py",
-    "model/ss2d.py",
-    "scan/__init__.py",
-    "scan/chunked.py",
-    "backends/torch_backend.py",
-    "onnx_export.py",
-)
-_PACKAGE_DIR = Path(__file__).resolve().parent
-
 log = logging.getLogger(__name__)
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(SccosfError, RuntimeError):
     """The exported graph does not reproduce PyTorch's outputs within tolerance."""
-
-
-@dataclass
-class ExportInfo:
-    """How an ONNX file was made; stored as JSON under ``sccosf_onnx`` in its metadata."""
-
-    height: int
-    width: int
-    batch: int | None
-    """Fixed batch size, or None for a dynamic batch dimension."""
-    seg_refine: bool
-    """Whether the graph runs the segmentation refinement."""
-    has_refine: bool
-    """Whether the source model has one at all."""
-    opset: int
-    source: str = ""
-    source_sha256: str = ""
-    torch_version: str = ""
-    package_version: str = __version__
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    export_s: float | None = None
-    check: dict[str, Any] = field(default_factory=dict)
-    format_version: int = EXPORT_FORMAT_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "onnx model") -> ExportInfo:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{source}: '{EXPORT_KEY}' metadata is not valid JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise CheckpointError(f"{source}: '{EXPORT_KEY}' metadata is not a JSON object")
-        version = raw.get("format_version")
-        if not isinstance(version, int) or not 1 <= version <= EXPORT_FORMAT_VERSION:
-            raise CheckpointError(
-                f"{source}: ONNX export format version {version!r} is not supported by sccosf_ros "
-                f"{__version__} (reads {EXPORT_FORMAT_VERSION}); re-export with sccosf-export"
-            )
-        known = {f.name for f in fields(cls)}
-        try:
-            info = cls(**{k: v for k, v in raw.items() if k in known})
-        except TypeError as exc:
-            raise CheckpointError(f"{source}: '{EXPORT_KEY}' metadata incomplete ({exc})") from None
-        if not (
-            isinstance(info.height, int) and isinstance(info.width, int) and info.height > 0 < info.width
-        ):
-            raise CheckpointError(f"{source}: '{EXPORT_KEY}' metadata has no valid height/width")
-        return info
 
 
 def _require_exporter() -> None:
@@ -149,87 +73,25 @@ def _require_exporter() -> None:
         )
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def check_frames(height: int, width: int, batch: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded image-like frames for the export check: uint8 RGB (B, H, W, 3), float32 thermal (B, H, W).
 
-
-def code_fingerprint() -> str:
-    """Hash of the network and export code and the exporter's versions (torch, onnx, onnxscript): a change
-    of any of them invalidates cached exports."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    digest = hashlib.sha256()
-    for dist in ("torch", "onnx", "onnxscript"):
-        try:
-            digest.update(f"{dist}={version(dist)};".encode())
-        except PackageNotFoundError:
-            digest.update(f"{dist}=-;".encode())
-    for rel in _SOURCES:
-        p = _PACKAGE_DIR / rel
-        digest.update(rel.encode())
-        digest.update(p.read_bytes() if p.is_file() else b"-")
-    return digest.hexdigest()[:10]
-
-
-def onnx_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$SCCOSF_ONNX_CACHE``, else ``$XDG_CACHE_HOME/sccosf_ros/onnx`` (~/.cache)."""
-    if cache_dir:
-        return Path(cache_dir)
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base) / "sccosf_ros" / "onnx"
-
-
-def cached_export_path(
-    checkpoint: str | Path,
-    height: int,
-    width: int,
-    seg_refine: bool,
-    cache_dir: str | Path | None = None,
-    opset: int = DEFAULT_OPSET,
-    sha256: str | None = None,
-) -> Path:
-    """Where the cache keeps the export of ``checkpoint`` (by content, not name) for one frame size."""
-    digest = (sha256 or file_sha256(checkpoint))[:16]
-    mode = "refine" if seg_refine else "coarse"
-    name = f"{Path(checkpoint).stem}-{digest}-{height}x{width}-{mode}-b1-op{opset}-{code_fingerprint()}.onnx"
-    return onnx_cache_dir(cache_dir) / name
-
-
-def check_inputs(height: int, width: int, batch: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic image-like frames (smooth shapes, edges and noise), uint8 RGB and float thermal.
-
-    Pure noise would be a poor test of a network trained on images; real pairs are not part of the
-    package, so this builds a few gradients, blobs and rectangles per frame.
+    Smooth gradients, a few flat rectangles (edges) and mild noise: pure noise would be a poor test of a
+    network trained on images, and real pairs are not part of the package. Small by design.
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    rgbs, ths = [], []
-    for _ in range(batch):
-        base = np.zeros((height, width, 4), np.float32)
-        for c in range(4):
-            a, b = rng.uniform(-1, 1, 2)
-            base[..., c] = 0.5 + 0.25 * (a * xx / width + b * yy / height)
+    frames = np.empty((batch, height, width, 4), np.float32)
+    for frame in frames:
+        a, b = rng.uniform(-0.25, 0.25, (2, 4)).astype(np.float32)
+        frame[:] = 0.5 + a * xx[..., None] / width + b * yy[..., None] / height
         for _ in range(6):
-            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-            r = rng.uniform(0.05, 0.3) * min(height, width)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            base += blob[..., None] * rng.uniform(-0.5, 0.5, 4).astype(np.float32)
-        for _ in range(4):
             y0, x0 = rng.integers(0, height), rng.integers(0, width)
             y1, x1 = y0 + rng.integers(2, max(3, height // 3)), x0 + rng.integers(2, max(3, width // 3))
-            base[y0:y1, x0:x1] += rng.uniform(-0.4, 0.4, 4).astype(np.float32)
-        base += rng.normal(0, 0.03, base.shape).astype(np.float32)
-        base = np.clip(base, 0.0, 1.0)
-        rgbs.append(np.round(base[..., :3] * 255).astype(np.uint8))
-        ths.append(base[..., 3].copy())
-    return np.stack(rgbs), np.stack(ths)
+            frame[y0:y1, x0:x1] += rng.uniform(-0.4, 0.4, 4).astype(np.float32)
+        frame += rng.normal(0, 0.03, frame.shape).astype(np.float32)
+    frames = np.clip(frames, 0.0, 1.0)
+    return np.round(frames[..., :3] * 255).astype(np.uint8), np.ascontiguousarray(frames[..., 3])
 
 
 def to_planar(rgb: np.ndarray) -> np.ndarray:
@@ -303,7 +165,7 @@ def compare_with_torch(
     return {
         "frames": int(rgb.shape[0]),
         "size": [int(rgb.shape[2]), int(rgb.shape[3])],
-        "inputs": "sccosf_ros.onnx_export.check_inputs (synthetic, seeded)",
+        "inputs": "sccosf_ros.backends.onnx_exporter.check_frames (synthetic, seeded)",
         "fused_max_diff": int(np.abs(fused_o.astype(np.int16) - fused_t.astype(np.int16)).max()),
         "fused_mean_abs_diff": float(np.abs(fused_o.astype(np.float32) - fused_t.astype(np.float32)).mean()),
         "mask_agreement": float((mask_o == mask_t).mean()),
@@ -335,14 +197,14 @@ def export_onnx(
     from sccosf_ros.backends.torch_backend import EngineGraph, has_refine, load_inference_model
 
     if height < 1 or width < 1:
-        raise ValueError(f"frame size must be positive, got {height}x{width}")
+        raise ConfigError(f"frame size must be positive, got {height}x{width}")
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)
     model, meta = load_inference_model(checkpoint)
     refine = bool(seg_refine) and has_refine(model)
     graph = EngineGraph(model, refine).eval()
     batch = 2 if dynamic_batch else 1  # trace a batch of 2 so that the exporter cannot specialise on 1
-    rgb_np, th_np = check_inputs(height, width, batch)
+    rgb_np, th_np = check_frames(height, width, batch)
     rgb_np = to_planar(rgb_np)
     proto = _to_onnx(graph, torch.from_numpy(rgb_np), torch.from_numpy(th_np), dynamic_batch, opset)
     info = ExportInfo(
@@ -376,7 +238,7 @@ def export_onnx(
 
 
 def _set_metadata(proto: Any, meta: CheckpointMeta, info: ExportInfo) -> None:
-    entries = {METADATA_KEY: meta.to_json(), EXPORT_KEY: info.to_json()}
+    entries = metadata_entries(meta, info)
     keep = [p for p in proto.metadata_props if p.key not in entries]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)

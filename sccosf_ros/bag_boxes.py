@@ -28,13 +28,14 @@ import numpy as np
 import yaml
 
 from sccosf_ros import bags
+from sccosf_ros.errors import ConfigError
 from sccosf_ros.metrics.boxes import BoxDir, BoxScore
 
 FRAME_NAMES_KEY = bags.FRAME_NAMES_KEY  # bag metadata custom_data key: JSON {stamp_ns: name}
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class FrameNameError(ValueError):
+class FrameNameError(ConfigError):
     """Frames cannot be tied to box files; the message says what to pass instead."""
 
 

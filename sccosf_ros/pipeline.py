@@ -1,9 +1,13 @@
-"""The node's per-pair work without ROS: message fields in, output image fields out, bad input classified.
+"""The per-pair pipeline without ROS: message fields in; the engine's inputs, its result and the output
+image fields out; bad input classified. The fusion node and the offline evaluator both run it.
 
 Messages are duck-typed (``sensor_msgs/Image``: encoding, height, width, step, is_bigendian, data;
-``sensor_msgs/CompressedImage``: format, data), so tests and the offline tools can feed plain objects and
-the rclpy adapter stays a thin shell. Every way a frame can be unusable raises :class:`BadInputError` with a
-``kind`` (a short, stable name that diagnostics count) and a message a user can act on.
+``sensor_msgs/CompressedImage``: format, data), so the rclpy adapter stays a thin shell and the evaluator
+feeds the messages it reads from a bag. Every way a frame can be unusable raises :class:`BadInputError` with
+a ``kind`` (a short, stable name that diagnostics count) and a message a user can act on.
+
+The pipeline's defaults (pairing tolerance and queue, thermal normalisation) live here, so that the node's
+parameter table (``node/params.py``) and the evaluator read one set of numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sccosf_ros.errors import ConfigError, InputError
 from sccosf_ros.imaging.color import colorize_mask, overlay, to_rgb
 from sccosf_ros.imaging.encodings import (
     ImageConversionError,
@@ -25,13 +30,42 @@ from sccosf_ros.imaging.encodings import (
 )
 from sccosf_ros.imaging.thermal import ThermalNormalizer, to_thermal_gray
 
+SYNC_QUEUE_SIZE = 10
+"""Approximate-time pairing: queue length per input (the node's ``sync_queue_size`` default)."""
+SYNC_SLOP_S = 0.06
+"""Approximate-time pairing: largest stamp difference of a pair in seconds (``sync_slop``)."""
+
 OUTPUTS = ("fused", "segmentation", "segmentation_color", "overlay")
 #: Without a homography the thermal frame is resized onto the RGB grid; beyond this aspect-ratio factor a
 #: plain resize cannot be a registration (e.g. width and height swapped), so the pair is refused.
 MAX_ASPECT_FACTOR = 1.5
 
 
-class BadInputError(Exception):
+@dataclass(frozen=True)
+class ThermalSettings:
+    """How raw thermal frames become [0, 1] (the node's ``thermal_normalization.*`` parameters).
+
+    ``low = high = 0`` in fixed mode means "the dtype's full range".
+    """
+
+    mode: str = "auto"
+    low: float = 0.0
+    high: float = 0.0
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    smoothing: float = 0.8
+
+    def normalizer(self) -> ThermalNormalizer:
+        explicit = self.mode == "fixed" and (self.low, self.high) != (0.0, 0.0)
+        return ThermalNormalizer(
+            mode=self.mode,
+            low=self.low if explicit else None,
+            high=self.high if explicit else None,
+            percentiles=tuple(self.percentiles),
+            smoothing=self.smoothing,
+        )
+
+
+class BadInputError(InputError):
     """A frame or pair that cannot be processed; ``stream`` is rgb, thermal or pair."""
 
     def __init__(self, stream: str, kind: str, message: str) -> None:
@@ -88,11 +122,16 @@ def decode(stream: str, msg: Any, compressed: bool) -> tuple[np.ndarray, str]:
 
 @dataclass
 class Output:
-    """Result of one pair: output image fields by name, timings in ms, soft warnings (kind, message)."""
+    """Result of one pair: output image fields by name, timings in ms, soft warnings (kind, message), and
+    what it used: the engine's inputs (``rgb`` uint8 (H, W, 3), ``thermal`` float32 [0, 1], any size) and
+    the engine's result (``fused``, ``mask``, its own ``timings``)."""
 
     images: dict[str, ImageFields]
     timings: dict[str, float]
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    rgb: np.ndarray | None = None
+    thermal: np.ndarray | None = None
+    result: Any = None
 
 
 class PairProcessor:
@@ -113,7 +152,7 @@ class PairProcessor:
     ) -> None:
         unknown = set(publish) - set(OUTPUTS)
         if unknown:
-            raise ValueError(f"unknown outputs {sorted(unknown)}; known: {OUTPUTS}")
+            raise ConfigError(f"unknown outputs {sorted(unknown)}; known: {OUTPUTS}")
         self.engine = engine
         self.normalizer = normalizer
         self.palette = palette
@@ -160,7 +199,8 @@ class PairProcessor:
         return rgb, thermal, warnings
 
     def process(self, rgb_msg: Any, thermal_msg: Any) -> Output:
-        """The whole pair; ``timings``: convert, infer, encode (ms) and engine's own timings if it has any."""
+        """The whole pair; ``timings``: convert, infer, encode (ms). The output keeps the engine's inputs and
+        result (the evaluator scores exactly what the network saw)."""
         t0 = time.perf_counter()
         rgb, thermal, warnings = self.prepare(rgb_msg, thermal_msg)
         t1 = time.perf_counter()
@@ -192,4 +232,4 @@ class PairProcessor:
             raise BadInputError("pair", "engine", f"engine output unusable: {exc}") from None
         t3 = time.perf_counter()
         timings = {"convert": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "encode": (t3 - t2) * 1e3}
-        return Output(images=images, timings=timings, warnings=warnings)
+        return Output(images, timings, warnings, rgb, thermal, result)
