@@ -37,6 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 STREAMS: tuple[str, str] = ("rgb", "thermal")
+DEFAULT_JUMP_THRESHOLD_S = 1.0
+"""A stamp this much older than its stream's newest starts a new pass: well above any camera's reordering
+or the slop, well below a bag's length (the node's ``sync_jump_threshold`` default)."""
 
 T = TypeVar("T")
 
@@ -104,7 +107,7 @@ class ApproximateTimePairer:
         self,
         queue_size: int = 10,
         slop: float = 0.05,
-        jump_threshold: float = 1.0,
+        jump_threshold: float = DEFAULT_JUMP_THRESHOLD_S,
         on_reset: Callable[[PairingReset], None] | None = None,
     ) -> None:
         if int(queue_size) < 1:

@@ -29,11 +29,15 @@ from sccosf_ros.imaging.encodings import (
     numpy_to_image_fields,
 )
 from sccosf_ros.imaging.thermal import ThermalNormalizer, to_thermal_gray
+from sccosf_ros.pairing import DEFAULT_JUMP_THRESHOLD_S
 
 SYNC_QUEUE_SIZE = 10
 """Approximate-time pairing: queue length per input (the node's ``sync_queue_size`` default)."""
 SYNC_SLOP_S = 0.06
 """Approximate-time pairing: largest stamp difference of a pair in seconds (``sync_slop``)."""
+SYNC_JUMP_THRESHOLD_S = DEFAULT_JUMP_THRESHOLD_S
+"""Approximate-time pairing: a stamp going back by more than this (s) starts a new pass
+(``sync_jump_threshold``)."""
 
 OUTPUTS = ("fused", "segmentation", "segmentation_color", "overlay")
 #: Without a homography the thermal frame is resized onto the RGB grid; beyond this aspect-ratio factor a

@@ -21,6 +21,7 @@ frees the model (and the GPU cache) so a paused node holds no device memory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import ClockChange, JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -59,7 +62,7 @@ from sccosf_ros.node.params import (
 )
 from sccosf_ros.node.qos import AUTO_CHECK_PERIOD_S, BEST_EFFORT, RELIABLE, choose_reliability, describe
 from sccosf_ros.node.stats import MatchProblem, MatchWindow, NodeStats
-from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
+from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot, PairingReset
 from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
 from sccosf_ros.pipeline import BadInputError, Engine, PairProcessor
 
@@ -142,6 +145,7 @@ class FusionNode(LifecycleNode):
         self.class_names: list[str] = []
         self.slot: LatestSlot[tuple[Any, Any]] = LatestSlot()
         self.pairer: ApproximateTimePairer | None = None
+        self._jump_handle: Any = None
         self._subs: dict[str, Any] = {}
         self._input_reliability: dict[str, str] = {}
         self._input_qos_changes = 0
@@ -291,6 +295,9 @@ class FusionNode(LifecycleNode):
 
     def _teardown(self) -> None:
         """Inputs first (nothing new arrives), then the worker, then outputs and the model."""
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
         if self._qos_timer is not None:
             self.destroy_timer(self._qos_timer)
             self._qos_timer = None
@@ -362,7 +369,20 @@ class FusionNode(LifecycleNode):
         self._match_window.reset()
         self._input_reliability = {}
         self._input_qos_changes = 0
-        self.pairer = ApproximateTimePairer(c["sync_queue_size"], c["sync_slop"])
+        jump = c["sync_jump_threshold"]
+        self.pairer = ApproximateTimePairer(
+            c["sync_queue_size"],
+            c["sync_slop"],
+            jump_threshold=jump or math.inf,
+            on_reset=self._on_pairing_reset,
+        )
+        if jump:  # a /clock going back (use_sim_time) restarts the pairing at once, not at the next stamp
+            threshold = JumpThreshold(
+                min_forward=None, min_backward=Duration(nanoseconds=-round(jump * 1e9)), on_clock_change=True
+            )
+            self._jump_handle = self.get_clock().create_jump_callback(
+                threshold, post_callback=self._on_time_jump
+            )
         for stream in INPUTS:
             if c["input_qos"] == "auto":
                 reliability = POLICIES[choose_reliability(self._offered(stream))]
@@ -371,6 +391,20 @@ class FusionNode(LifecycleNode):
             self._subscribe(stream, reliability)
         if c["input_qos"] == "auto":
             self._qos_timer = self.create_timer(AUTO_CHECK_PERIOD_S, self._check_input_qos)
+
+    def _on_pairing_reset(self, event: PairingReset) -> None:
+        """One warning per new pairing pass (stamps or ROS time went back); counted as ``pairing_resets``."""
+        self.get_logger().warning(f"{event.message} (counted in /diagnostics as pairing_resets)")
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        """rclpy's jump callback: ROS time activated (``use_sim_time``) or gone back past the threshold."""
+        pairer = self.pairer
+        if pairer is None:
+            return
+        if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:
+            pairer.reset("ROS time activated (use_sim_time)")
+        elif jump.delta.nanoseconds < 0:
+            pairer.reset(f"ROS time went back {-jump.delta.nanoseconds / 1e9:.3f} s")
 
     def _check_input_qos(self) -> None:
         """``input_qos: auto``: follow the publishers (a driver started, restarted or was replaced)."""
@@ -459,13 +493,15 @@ class FusionNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------ diagnostics
     def pairing_counts(self) -> dict[str, int]:
-        """matched / unmatched_* (queue overflow or repeated stamp, no partner) / pending_*."""
+        """matched / unmatched_* (queue overflow, repeated stamp or a pass that ended, no partner) /
+        pending_* / pairing_resets (new passes: stamps or ROS time went back)."""
         out = {"matched": self._matched}
         if self.pairer is not None:
             st = self.pairer.stats()
             for s in INPUTS:
-                out[f"unmatched_{s}"] = st.dropped[s] + st.replaced[s]
+                out[f"unmatched_{s}"] = st.dropped[s] + st.replaced[s] + st.flushed[s]
                 out[f"pending_{s}"] = st.pending[s]
+            out["pairing_resets"] = st.resets
         return out
 
     def _describe_problem(self, p: MatchProblem) -> str:

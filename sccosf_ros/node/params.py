@@ -23,7 +23,7 @@ from sccosf_ros.backends import backend_names
 from sccosf_ros.errors import ConfigError
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.node.qos import INPUT_QOS_CHOICES, OUTPUT_QOS_CHOICES
-from sccosf_ros.pipeline import SYNC_QUEUE_SIZE, SYNC_SLOP_S, ThermalSettings
+from sccosf_ros.pipeline import SYNC_JUMP_THRESHOLD_S, SYNC_QUEUE_SIZE, SYNC_SLOP_S, ThermalSettings
 
 _THERMAL = ThermalSettings()  # the pipeline's defaults, the table's too
 
@@ -86,6 +86,10 @@ def _finite(v: float) -> str | None:
 
 def _slop(v: float) -> str | None:
     return None if math.isfinite(v) and v > 0 else f"must be > 0 seconds, got {v}"
+
+
+def _jump_threshold(v: float) -> str | None:
+    return None if math.isfinite(v) and v >= 0 else f"must be >= 0 seconds (0: off), got {v}"
 
 
 def _alpha(v: float) -> str | None:
@@ -231,6 +235,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         _slop,
     ),
     ParamSpec(
+        "sync_jump_threshold",
+        SYNC_JUMP_THRESHOLD_S,
+        "A stamp (or ROS time) going back by more than this (s) restarts the pairing (a looped or "
+        "restarted bag, a reset simulation); > sync_slop; 0 = off",
+        _jump_threshold,
+    ),
+    ParamSpec(
         "use_compressed", False, "Subscribe to <input>/compressed (sensor_msgs/CompressedImage) instead"
     ),
     ParamSpec(
@@ -312,6 +323,11 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     low, high = out["thermal_normalization.low"], out["thermal_normalization.high"]
     if out["thermal_normalization.mode"] == "fixed" and (low, high) != (0.0, 0.0) and not low < high:
         raise ParameterError("thermal_normalization.high", f"must be > low ({low}) in fixed mode, got {high}")
+    jump = out["sync_jump_threshold"]
+    if 0 < jump <= out["sync_slop"]:
+        raise ParameterError(
+            "sync_jump_threshold", f"must be > sync_slop ({out['sync_slop']} s) or 0, got {jump}"
+        )
     names, colours = split_list(out["class_names"]), split_list(out["palette"])
     if names and colours and len(names) != len(colours):
         raise ParameterError("palette", f"has {len(colours)} colours for {len(names)} class_names")
