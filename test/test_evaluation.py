@@ -176,3 +176,35 @@ def test_replay_expects_the_pairs_of_every_pass_of_a_looped_bag(small_bag: Path,
     tally = OutputTally.count(thrice.expected_count, got)
     assert (tally.received, tally.unexpected, tally.dropped) == (22, 1, 9)
     assert tally.received - tally.unexpected + tally.dropped == thrice.pairs_expected
+
+
+def test_jpeg_rgb_topic_beside_a_raw_thermal_topic(
+    small_bag: Path, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Each input topic may be Image or CompressedImage, as the node's rgb_transport / thermal_transport."""
+
+    mixed = tmp_path / "mixed"
+    with bags.BagWriter(mixed) as w:
+        for m in bags.read_raw(small_bag):
+            if m.topic != topics.CAMERA_RGB:
+                w.write_raw(m.topic, m.msgtype, m.log_time_ns, m.data)
+                continue
+            msg = bags.TYPESTORE.deserialize_cdr(m.data, m.msgtype)
+            array, encoding = bags.decode_image(msg, m.msgtype)
+            ok, jpeg = cv2.imencode(
+                ".jpg", cv2.cvtColor(array, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+            )
+            assert ok and encoding == "rgb8"
+            cls = bags.TYPESTORE.types[bags.COMPRESSED_TYPE]
+            out = cls(header=msg.header, format="jpeg", data=jpeg.ravel())
+            w.write_raw(
+                m.topic,
+                bags.COMPRESSED_TYPE,
+                m.log_time_ns,
+                bytes(bags.TYPESTORE.serialize_cdr(out, bags.COMPRESSED_TYPE)),
+            )
+    cfg = EvalConfig(
+        checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False, write_bag=False
+    )
+    report = evaluate_bag(mixed, tmp_path / "eval", cfg)
+    assert report["pairs"]["pairs_evaluated"] == 10 and not report["pairs"]["rejected_by_kind"]

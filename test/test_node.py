@@ -33,7 +33,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from sccosf_ros import topics  # noqa: E402
@@ -150,7 +150,9 @@ class Rig:
         self.received: dict[str, list[Image]] = {k: [] for k in OUTPUTS}
         self.diagnostics: list[DiagnosticArray] = []
         self.class_names: list[str] = []
+        self.camera_infos: list[CameraInfo] = []
         self._lock = threading.Lock()
+        self.peer.create_subscription(CameraInfo, "sccosf/camera_info", self.camera_infos.append, 100)
         for name in OUTPUTS:
             self.peer.create_subscription(
                 Image, f"sccosf/{name}", lambda m, n=name: self._record(n, m), QoSProfile(depth=100)
@@ -473,6 +475,114 @@ def test_explicit_input_qos_is_kept_whatever_the_publishers_offer(rig_factory: C
     assert rig.node._qos_timer is None
 
 
+def camera_info(stamp: int, height: int, width: int, scale: float = 1.0) -> CameraInfo:
+    """A calibrated pinhole model at ``height`` x ``width`` (a 6 cm stereo baseline in P)."""
+    msg = CameraInfo(height=height, width=width, distortion_model="plumb_bob")
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
+    msg.header.frame_id = "rgb_optical"
+    fx, cx, cy = 200.0 * scale, (width - 1) / 2, (height - 1) / 2
+    msg.d = [-0.2, 0.05, 0.001, 0.0, 0.0]
+    msg.k = [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, -0.06 * fx, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sync", ["stamp", "latest"])
+def test_camera_info_is_published_with_the_outputs(rig_factory: Callable[..., Rig], sync: str) -> None:
+    """rgb/camera_info in, sccosf/camera_info out with the outputs' header and their pixel grid: the same
+    model when it describes the RGB image, scaled when it was calibrated at another size; nothing for an
+    image without one (stamp mode: none with its stamp; latest: none received yet)."""
+    rig = rig_factory(params={"publish_overlay": False, "camera_info_sync": sync})
+    info_pub = rig.peer.create_publisher(CameraInfo, "rgb/camera_info", QoSProfile(depth=10))
+    rig.start()
+    assert wait_for(lambda: info_pub.get_subscription_count() > 0)
+    base = rig.now()
+    rig.send_and_wait(base)  # no camera_info received at all: none published, nothing counted
+    stamps = [base + k * 100_000_000 for k in (1, 2, 3)]
+    same, double = camera_info(stamps[0], H, W), camera_info(stamps[1], 2 * H, 2 * W, scale=2.0)
+    for stamp, info in ((stamps[0], same), (stamps[1], double)):
+        info_pub.publish(info)
+        assert wait_for(
+            lambda n=info_pub: rig.values()["camera_info_received"] == str(len(rig.camera_infos) + 1)
+        )
+        rig.send_and_wait(stamp)
+    rig.send_and_wait(stamps[2])  # stamp mode: no camera_info with this stamp
+    v = rig.wait_idle()
+    want = 2 if sync == "stamp" else 3
+    assert wait_for(lambda: len(rig.camera_infos) == want), len(rig.camera_infos)
+    fused = {stamp_ns(m): m for m in rig.received["fused"]}
+    for out in rig.camera_infos:
+        assert out.header == fused[stamp_ns(out)].header  # the outputs' header: RGB stamp and frame_id
+        assert out.header.frame_id == "rgb_cam"
+        assert (out.height, out.width) == (H, W)
+    first, second = rig.camera_infos[:2]
+    assert stamp_ns(first) == stamps[0] and stamp_ns(second) == stamps[1]
+    for field in ("d", "k", "r", "p"):  # the model of an image of the RGB size: as given
+        np.testing.assert_array_equal(getattr(first, field), getattr(same, field))
+    assert first.distortion_model == "plumb_bob"
+    np.testing.assert_allclose(second.k, np.array(double.k) * [0.5, 1, 0.5, 1, 0.5, 0.5, 1, 1, 1])
+    np.testing.assert_allclose(second.p[3], double.p[3] / 2)  # Tx = -fx * baseline scales with fx
+    np.testing.assert_array_equal(second.d, double.d)
+    if sync == "latest":  # the newest one received, whatever its stamp
+        assert stamp_ns(rig.camera_infos[2]) == stamps[2]
+        np.testing.assert_allclose(rig.camera_infos[2].k, second.k)
+    else:
+        assert v["warning.camera_info_unmatched"] == "1"
+    assert v["bad_inputs_total"] == "0"
+
+
+@pytest.mark.timeout(60)
+def test_jpeg_rgb_with_raw_thermal(rig_factory: Callable[..., Rig]) -> None:
+    """rgb_transport: compressed, thermal_transport: raw (a JPEG RGB camera beside a raw 16-bit thermal one);
+    the deprecated use_compressed still means both compressed."""
+    import cv2
+
+    rig = rig_factory(params={"rgb_transport": "compressed", "publish_overlay": False}, publisher=None)
+    qos = QoSProfile(depth=10)
+    rgb_pub = rig.peer.create_publisher(CompressedImage, "rgb/image/compressed", qos)
+    th_pub = rig.peer.create_publisher(Image, "thermal/image", qos)
+    assert rig.node.trigger_configure() == SUCCESS and rig.node.trigger_activate() == SUCCESS
+    assert {s: sub.topic_name for s, sub in rig.node._subs.items()} == {
+        "rgb": "/rgb/image/compressed",
+        "thermal": "/thermal/image",
+    }
+    assert wait_for(lambda: rgb_pub.get_subscription_count() > 0 and th_pub.get_subscription_count() > 0)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb_frame(), cv2.COLOR_RGB2BGR))
+    assert ok
+    base = rig.now()
+    for j in range(3):
+        stamp = base + j * 100_000_000
+        rgb = CompressedImage(format="jpeg", data=jpeg.tobytes())
+        rgb.header = make_image(stamp, "rgb_cam", rgb_frame(), "rgb8").header
+        rgb_pub.publish(rgb)
+        th_pub.publish(make_image(stamp, "thermal_cam", thermal_frame(), "mono16"))
+        assert wait_for(lambda j=j: rig.count() == j + 1), rig.values()
+    assert rig.stamps() == [base + j * 100_000_000 for j in range(3)]
+    fused = np.frombuffer(bytes(rig.received["fused"][0].data), np.uint8).reshape(H, W, 3)
+    assert np.abs(fused.astype(int) - rgb_frame()).mean() < 2  # the decoded JPEG (lossy at the edge) ...
+    assert fused[:, : W // 4, 1].mean() > 190 and fused[:, : W // 4, 0].mean() < 60  # ... in RGB order
+    assert rig.values()["bad_inputs_total"] == "0"
+    old = FusionNode(
+        context=rig.peer.context,
+        engine_factory=FakeEngine,
+        parameter_overrides=[
+            Parameter("use_compressed", value=True),
+            Parameter("thermal_transport", value="raw"),
+        ],
+    )
+    try:
+        assert old.trigger_configure() == SUCCESS and old.trigger_activate() == SUCCESS
+        assert sorted(sub.topic_name for sub in old._subs.values()) == [
+            "/rgb/image/compressed",
+            "/thermal/image/compressed",
+        ]
+    finally:
+        old._teardown()
+        old.destroy_node()
+
+
 @pytest.mark.timeout(60)
 def test_ros_time_activated_or_going_back_restarts_the_pairing(rig_factory: Callable[..., Rig]) -> None:
     """rclpy's jump callback: use_sim_time switched on, and /clock going back by more than
@@ -514,6 +624,8 @@ def test_ros_time_activated_or_going_back_restarts_the_pairing(rig_factory: Call
     [
         ("sync_slop", -0.1, "must be > 0"),
         ("sync_queue_size", 0, "must be >= 1"),
+        ("rgb_transport", "theora", "'raw', 'compressed'"),
+        ("camera_info_sync", "nearest", "'stamp', 'latest'"),
         ("sync_jump_threshold", 0.05, "must be > sync_slop"),
         ("sync_jump_threshold", -1.0, "must be >= 0"),
         ("device", "gpu7", "'auto', 'cpu'"),

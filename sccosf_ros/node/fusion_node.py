@@ -45,15 +45,18 @@ from rclpy.qos import (
     qos_profile_sensor_data,
     qos_profile_system_default,
 )
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from sccosf_ros import topics
+from sccosf_ros.camera_info import CameraGeometry, CameraInfoCache, CameraInfoError
 from sccosf_ros.imaging.encodings import ImageFields
 from sccosf_ros.imaging.palette import parse_palette
 from sccosf_ros.node.params import (
     PARAMETERS,
+    USE_COMPRESSED_DEPRECATED,
     ParameterError,
+    input_transports,
     parse_homography,
     parse_size,
     split_list,
@@ -112,8 +115,12 @@ def image_message(fields: ImageFields, header: Any = None) -> Image:
     return msg
 
 
+def stamp_ns_of(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
 def stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    return stamp_ns_of(msg.header)
 
 
 def _default_engine_factory(**kwargs: Any) -> Engine:
@@ -152,6 +159,10 @@ class FusionNode(LifecycleNode):
         self._qos_timer: Any = None
         self._pubs: dict[str, Any] = {}
         self._names_pub: Any = None
+        self._info_pub: Any = None
+        self._info_sub: Any = None
+        self._infos = CameraInfoCache()
+        self._transports: dict[str, str] = {}
         self._diag_pub: Any = None
         self._diag_timer: Any = None
         self._worker: threading.Thread | None = None
@@ -175,6 +186,9 @@ class FusionNode(LifecycleNode):
             self.config = validate(values)
         except ParameterError as exc:
             return self._fail(f"configure failed: {exc}")
+        if self.config["use_compressed"]:
+            self.get_logger().warning(USE_COMPRESSED_DEPRECATED)
+        self._transports = input_transports(self.config)
         self.stats.reset()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
@@ -255,10 +269,11 @@ class FusionNode(LifecycleNode):
             wanted,
             overlay_alpha=c["overlay_alpha"],
             has_homography=bool(c["homography"].strip()),
-            compressed=c["use_compressed"],
+            compressed={s for s, t in self._transports.items() if t == "compressed"},
         )
         out_qos = make_qos(c["output_qos"], c["output_depth"])
         self._pubs = {name: self.create_publisher(Image, topics.OUTPUTS[name], out_qos) for name in wanted}
+        self._info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, out_qos)
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
@@ -304,6 +319,9 @@ class FusionNode(LifecycleNode):
         for sub in self._subs.values():
             self.destroy_subscription(sub)
         self._subs = {}
+        if self._info_sub is not None:
+            self.destroy_subscription(self._info_sub)
+            self._info_sub = None
         self._stop.set()
         self.slot.close()
         if self._worker is not None:
@@ -315,6 +333,9 @@ class FusionNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self._pubs = {}
+        if self._info_pub is not None:
+            self.destroy_publisher(self._info_pub)
+            self._info_pub = None
         if self._names_pub is not None:
             self.destroy_publisher(self._names_pub)
             self._names_pub = None
@@ -334,7 +355,7 @@ class FusionNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------ inputs
     def _input_topic(self, stream: str) -> str:
-        return INPUTS[stream] + ("/compressed" if self.config["use_compressed"] else "")
+        return INPUTS[stream] + ("/compressed" if self._transports[stream] == "compressed" else "")
 
     def _offered(self, stream: str) -> list[str]:
         """Reliability offered by each publisher on the stream's (remapped, namespaced) topic."""
@@ -356,7 +377,7 @@ class FusionNode(LifecycleNode):
             reliability=reliability,
             durability=DurabilityPolicy.VOLATILE,
         )
-        msg_type = CompressedImage if c["use_compressed"] else Image
+        msg_type = CompressedImage if self._transports[stream] == "compressed" else Image
         self._subs[stream] = self.create_subscription(
             msg_type, self._input_topic(stream), lambda msg, s=stream: self._on_message(s, msg), qos
         )
@@ -389,6 +410,12 @@ class FusionNode(LifecycleNode):
             else:
                 reliability = make_qos(c["input_qos"], c["input_depth"]).reliability
             self._subscribe(stream, reliability)
+        self._infos = CameraInfoCache(c["camera_info_sync"])
+        # best effort hears reliable and best-effort drivers alike; a lost camera_info costs one output's
+        info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._info_sub = self.create_subscription(
+            CameraInfo, topics.RGB_CAMERA_INFO, lambda m: self._infos.add(stamp_ns(m), m), info_qos
+        )
         if c["input_qos"] == "auto":
             self._qos_timer = self.create_timer(AUTO_CHECK_PERIOD_S, self._check_input_qos)
 
@@ -486,10 +513,32 @@ class FusionNode(LifecycleNode):
             pub = self._pubs.get(name)
             if pub is not None:  # the RGB input's stamp and frame_id, never now()
                 pub.publish(image_message(fields, rgb_msg.header))
+        if out.rgb is not None:
+            self._publish_camera_info(rgb_msg.header, *out.rgb.shape[:2])
         done = time.perf_counter()
         infer_ms = out.timings["infer"]
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns(rgb_msg)) / 1e6
         self.stats.on_output(infer_ms, (done - t0) * 1e3 - infer_ms, latency_ms)
+
+    def _publish_camera_info(self, header: Any, height: int, width: int) -> None:
+        """The RGB camera's model on the outputs' grid, with their header; nothing without an input one."""
+        pub = self._info_pub
+        found = self._infos.find(stamp_ns_of(header))
+        if pub is None or found is None:
+            if self._infos.received and self.stats.on_warning("camera_info_unmatched") == 1:
+                self.get_logger().warning(  # camera_info arrives, but none with this image's stamp
+                    "no rgb/camera_info with the RGB image's stamp: nothing on sccosf/camera_info for it "
+                    "(counted as warning.camera_info_unmatched; camera_info_sync: latest takes the newest)"
+                )
+            return
+        try:
+            geometry = CameraGeometry.from_msg(found).fitted(height, width)
+        except CameraInfoError as exc:
+            self._report(BadInputError("camera_info", "invalid", str(exc)))
+            return
+        msg = geometry.apply_to(CameraInfo())
+        msg.header = header
+        pub.publish(msg)
 
     # ------------------------------------------------------------------------------------ diagnostics
     def pairing_counts(self) -> dict[str, int]:
@@ -546,6 +595,7 @@ class FusionNode(LifecycleNode):
         for s in INPUTS:
             values[f"input_reliability_{s}"] = self._input_reliability.get(s, "-")
         values["input_qos_changes"] = self._input_qos_changes
+        values["camera_info_received"] = self._infos.received
         level, message = DiagnosticStatus.OK, "ok"
         if not active:
             level, message = DiagnosticStatus.WARN, "inactive: " + (self.last_error or "not activated")
