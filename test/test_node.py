@@ -207,6 +207,8 @@ class Rig:
                 want = self.node._input_reliability.get(stream)
                 if [i.qos_profile.reliability for i in infos] != [RELIABILITY.get(want, want)]:
                     return False
+            if any(p.get_subscription_count() != 1 for p in self.pub.values()):
+                return False  # the writers have matched the one current reader (else a sample can be lost)
             return self.peer.count_publishers("sccosf/fused") > 0
 
         assert wait_for(connected), "discovery timed out"
