@@ -10,12 +10,12 @@ write a clean bag with ``sccosf-bag recover``. Figures to stdout as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from figures import emit
 from mcap.reader import make_reader
 from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -84,10 +84,7 @@ def main() -> None:
             "written": sum(counts.values()),
         }
         shutil.rmtree(root / "clean", ignore_errors=True)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(figures, args.out)
 
 
 if __name__ == "__main__":
