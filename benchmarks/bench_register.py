@@ -11,6 +11,10 @@ find is ``H0 @ Ht``, where ``H0`` is how the dataset's own pairs align. The figu
   ``H0_hat`` the tool's own estimate on the unmoved folder (all pairs, once): how well a change of the rig
   is measured, whatever the dataset's residual misregistration.
 
+* ``box_offset_px``: an estimate of ``H0`` that owes nothing to the tool: the median offset (x, y) of the
+  public MSRS detection boxes annotated on the visible frame from the same object's box annotated on the
+  infrared frame (same class, IoU > 0.5), over the folder's boxes.
+
 Empty borders of the moved frames are passed as masks (a real thermal frame has none). Figures go to stdout
 as JSON; the timing is per trial, on this machine as it is loaded.
 
@@ -20,13 +24,14 @@ as JSON; the timing is per trial, on this machine as it is loaded.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from figures import emit
 
+from sccosf_ros.metrics.boxes import BoxDir, box_iou, parse_yolo
 from sccosf_ros.registration import (
     RegistrationConfig,
     RegistrationError,
@@ -61,6 +66,36 @@ def load_pairs(msrs: Path) -> list[tuple[np.ndarray, np.ndarray]]:
         if vi is not None and th is not None:
             pairs.append((cv2.cvtColor(vi, cv2.COLOR_BGR2RGB), th))
     return pairs
+
+
+def box_offset(msrs: Path) -> dict[str, float] | None:
+    """Median centre offset (px) of each visible-frame box from the infrared-frame box of the same object."""
+    if not (msrs / "boxes").is_dir():
+        return None
+    offsets = []
+    for name in BoxDir(msrs / "boxes", ("infrared",)).names():
+        variants = [msrs / "boxes" / v / f"{name}.txt" for v in ("infrared", "visible")]
+        ir, vi = (parse_yolo(f.read_text(), HW[1], HW[0]) if f.is_file() else [] for f in variants)
+        for a in ir:
+            best = max((b for b in vi if b.cls == a.cls), key=lambda b: box_iou(a, b), default=None)
+            if best is not None and box_iou(a, best) > 0.5:
+                offsets.append(((best.x0 + best.x1 - a.x0 - a.x1) / 2, (best.y0 + best.y1 - a.y0 - a.y1) / 2))
+    if not offsets:
+        return None
+    dx, dy = np.median(np.array(offsets), axis=0)
+    return {"boxes": len(offsets), "dx": round(float(dx), 2), "dy": round(float(dy), 2)}
+
+
+def shift_at(h: np.ndarray, msrs: Path) -> dict[str, float]:
+    """Median shift ``h(p) - p`` over the infrared boxes' centres (where :func:`box_offset` measures)."""
+    centres = [
+        ((b.x0 + b.x1 - 1) / 2, (b.y0 + b.y1 - 1) / 2)
+        for f in sorted((msrs / "boxes" / "infrared").glob("*.txt"))
+        for b in parse_yolo(f.read_text(), HW[1], HW[0])
+    ] or [((HW[1] - 1) / 2, (HW[0] - 1) / 2)]
+    pts = np.array(centres, np.float64)[None]
+    dx, dy = np.median(cv2.perspectiveTransform(pts, h)[0] - pts[0], axis=0)
+    return {"dx": round(float(dx), 2), "dy": round(float(dy), 2)}
 
 
 def moved(pairs: list, ht: np.ndarray) -> tuple[list, list]:
@@ -121,13 +156,12 @@ def main() -> None:
         "corner_error_px": stats(corner),
         "change_error_px": stats(change),
         "dataset_alignment_h0_corner_px": round(corner_distance(h0, np.eye(3), HW), 2),
+        "h0_shift_of_boxes_px": shift_at(h0, args.msrs),
+        "box_offset_px": box_offset(args.msrs),
         "h0_estimate_s": round(h0_s, 1),
         "seconds_per_trial": stats(secs),
     }
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(figures, args.out)
 
 
 if __name__ == "__main__":
