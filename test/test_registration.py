@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -10,9 +11,16 @@ import pytest
 import yaml
 
 from sccosf_ros.cli import register as register_cli
+from sccosf_ros.errors import ConfigError
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.node.params import parse_homography, validate
-from sccosf_ros.registration import RegistrationError, corner_distance, estimate_homography
+from sccosf_ros.registration import (
+    RegistrationConfig,
+    RegistrationError,
+    _subsets,
+    corner_distance,
+    estimate_homography,
+)
 from sccosf_synth.demo_bag import SyntheticBagSpec, write_synthetic_bag
 from sccosf_synth.scenes import generate_scene
 
@@ -152,3 +160,14 @@ def test_real_msrs_pairs_moved_by_a_known_homography() -> None:
         masks.append(mask)
     reg = estimate_homography(pairs, None, masks)
     assert corner_distance(reg.homography, h, (480, 640)) < 8.0
+
+
+def test_each_pair_lands_in_two_subsets_with_groupings_two() -> None:
+    """Interleaved and consecutive groupings of the same pairs: twice the estimates for the median."""
+    for n in (16, 32, 40):
+        subsets = _subsets(n, RegistrationConfig())
+        counts = Counter(k for s in subsets for k in s)
+        assert len(subsets) == 2 * min(4, n // 8) and set(counts.values()) == {2}
+        assert [len(s) for s in _subsets(n, RegistrationConfig(groupings=1))] == [8] * min(4, n // 8)
+    with pytest.raises(ConfigError, match="groupings"):
+        RegistrationConfig(groupings=3)
