@@ -63,6 +63,7 @@ setup(
             "sccosf-bag = sccosf_ros.cli.bag:main",
             "sccosf-eval = sccosf_ros.cli.evaluate:main",
             "sccosf-replay = sccosf_ros.cli.replay:main",
+            "sccosf-register = sccosf_ros.cli.register:main",
             "sccosf-train = sccosf_train.cli:main",
             "sccosf-adapt = sccosf_train.adapt:main",
             "sccosf-demo = sccosf_synth.demo:main",

@@ -39,6 +39,8 @@ for profile in shipped none; do  # docs/node.md: the Fast DDS profile's effect, 
     done
 done
 run $PY benchmarks/bench_qos_matrix.py --duration 20 --out "$OUT/qos_matrix.json"  # docs/node.md, "The input matrix"
+run $PY benchmarks/bench_register.py --trials 20 --out "$OUT/register.json"  # docs/registration.md
+run $PY benchmarks/bench_bag_recovery.py --out "$OUT/bag_recovery.json"  # docs/evaluation.md, cut-off bags
 run $PY benchmarks/bench_transport.py --size 480 640 --seconds 6 \
     --rows sensor_data:single:0,sensor_data:multi:1,reliable:multi:1 --out "$OUT/transport_defaults.json"
 FASTRTPS_DEFAULT_PROFILES_FILE="$PWD/config/fastdds_large_images.xml" run $PY benchmarks/bench_transport.py \

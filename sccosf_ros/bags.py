@@ -20,10 +20,10 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
-from sccosf_ros import topics
+from sccosf_ros import bag_recovery, topics
 from sccosf_ros.errors import BagError
 from sccosf_ros.imaging.encodings import (
     ImageConversionError,
@@ -82,18 +82,26 @@ class RawMessage:
     data: bytes
 
 
-def _open_reader(path: str | Path) -> Reader:
-    """Open a bag directory (or the directory of a ``.mcap``/``.db3`` file inside one) with a clear error."""
+def _open_reader(path: str | Path) -> Reader | bag_recovery.RecoveredBag:
+    """Open a bag directory (or the directory of a ``.mcap``/``.db3`` file inside one) with a clear error.
+
+    A bag that ``rosbags`` cannot open (an MCAP file without footer, no ``metadata.yaml``: a recording cut
+    off mid-write) is read without its index by :mod:`sccosf_ros.bag_recovery`, which logs what it read.
+    """
     p = Path(path)
     if p.is_file() and (p.parent / "metadata.yaml").exists():
         p = p.parent
     if not p.exists():
         raise BagError(f"bag not found: {p}")
     try:
+        bag_recovery.check_complete(p)  # a cut sqlite file would read as zeros where pages are missing
         reader = Reader(p)
         reader.open()
-    except (ReaderError, OSError, ValueError) as exc:
-        raise BagError(f"cannot open bag {p}: {exc}") from exc
+    except Exception as exc:  # rosbags and its sqlite driver raise several kinds
+        try:
+            return bag_recovery.open_unindexed(p)
+        except bag_recovery.RecoveryError as why:
+            raise BagError(f"cannot open bag {p}: {exc}; reading it without its index: {why}") from exc
     return reader
 
 

@@ -216,6 +216,7 @@ def _pairing_counts(pairer: ApproximateTimePairer, evaluated: int, bad: Mapping[
         "rgb_unmatched": st.received["rgb"] - st.matched,
         "thermal_unmatched": st.received["thermal"] - st.matched,
         "rejected_by_kind": dict(bad),
+        "pairing_resets": st.resets,  # stamps went back (a looped or concatenated bag): pairing began afresh
     }
 
 
@@ -250,16 +251,14 @@ def warm_up(engine: Any, rgb: bags.TopicInfo) -> float | None:
     return float(engine.warmup(height, width, runs=1))
 
 
-def _compressed_inputs(bag: str | Path, inputs: list[str]) -> bool:
-    """Whether the two input topics are CompressedImage (both must be the same kind, as in the node)."""
+def _compressed_inputs(bag: str | Path, inputs: list[str]) -> set[str]:
+    """The streams (``rgb``, ``thermal``; ``inputs`` in that order) whose topic holds CompressedImage: each
+    may be either, as the node's ``rgb_transport`` / ``thermal_transport``."""
     topics = bags.bag_topics(bag)
     for t in inputs:
         if t not in topics:
             raise bags.BagError(f"topic {t} not in bag {bag}; the bag holds: {', '.join(sorted(topics))}")
-    kinds = {topics[t] == bags.COMPRESSED_TYPE for t in inputs}
-    if len(kinds) != 1:
-        raise bags.BagError("RGB and thermal topics must both be Image or both CompressedImage (node rule)")
-    return kinds.pop()
+    return {s for s, t in zip(("rgb", "thermal"), inputs, strict=True) if topics[t] == bags.COMPRESSED_TYPE}
 
 
 def _box_scorer(bag: str | Path, cfg: EvalConfig) -> BoxFrameScorer | None:

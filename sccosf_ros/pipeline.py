@@ -13,6 +13,7 @@ parameter table (``node/params.py``) and the evaluator read one set of numbers.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,11 +30,15 @@ from sccosf_ros.imaging.encodings import (
     numpy_to_image_fields,
 )
 from sccosf_ros.imaging.thermal import ThermalNormalizer, to_thermal_gray
+from sccosf_ros.pairing import DEFAULT_JUMP_THRESHOLD_S, STREAMS
 
 SYNC_QUEUE_SIZE = 10
 """Approximate-time pairing: queue length per input (the node's ``sync_queue_size`` default)."""
 SYNC_SLOP_S = 0.06
 """Approximate-time pairing: largest stamp difference of a pair in seconds (``sync_slop``)."""
+SYNC_JUMP_THRESHOLD_S = DEFAULT_JUMP_THRESHOLD_S
+"""Approximate-time pairing: a stamp going back by more than this (s) starts a new pass
+(``sync_jump_threshold``)."""
 
 OUTPUTS = ("fused", "segmentation", "segmentation_color", "overlay")
 #: Without a homography the thermal frame is resized onto the RGB grid; beyond this aspect-ratio factor a
@@ -116,6 +121,9 @@ def decode(stream: str, msg: Any, compressed: bool) -> tuple[np.ndarray, str]:
         return array, msg.encoding
     except BadInputError:
         raise
+    except AttributeError as exc:  # an Image where a CompressedImage was declared, or the reverse
+        kind = "CompressedImage" if compressed else "Image"
+        raise BadInputError(stream, "type", f"not a sensor_msgs/{kind}: {exc}") from None
     except (ImageConversionError, ValueError, TypeError) as exc:
         raise BadInputError(stream, "conversion", str(exc)) from None
 
@@ -148,24 +156,29 @@ class PairProcessor:
         publish: set[str],
         overlay_alpha: float = 0.5,
         has_homography: bool = False,
-        compressed: bool = False,
+        compressed: bool | Collection[str] = False,
     ) -> None:
         unknown = set(publish) - set(OUTPUTS)
         if unknown:
             raise ConfigError(f"unknown outputs {sorted(unknown)}; known: {OUTPUTS}")
+        if isinstance(compressed, bool):
+            compressed = STREAMS if compressed else ()
+        if set(compressed) - set(STREAMS):
+            raise ConfigError(f"compressed names streams of {STREAMS}, got {sorted(compressed)}")
         self.engine = engine
         self.normalizer = normalizer
         self.palette = palette
         self.publish = set(publish)
         self.overlay_alpha = overlay_alpha
         self.has_homography = has_homography
-        self.compressed = compressed
+        self.compressed = frozenset(compressed)
+        """The streams that arrive as ``sensor_msgs/CompressedImage`` (each input may be either)."""
 
     def prepare(self, rgb_msg: Any, thermal_msg: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         """Both frames as the engine wants them: RGB uint8 (H, W, 3), thermal float32 [0, 1] (h, w)."""
         warnings: list[tuple[str, str]] = []
-        rgb_arr, rgb_enc = decode("rgb", rgb_msg, self.compressed)
-        th_arr, th_enc = decode("thermal", thermal_msg, self.compressed)
+        rgb_arr, rgb_enc = decode("rgb", rgb_msg, "rgb" in self.compressed)
+        th_arr, th_enc = decode("thermal", thermal_msg, "thermal" in self.compressed)
         try:
             rgb = to_rgb(rgb_arr, rgb_enc)
         except (ImageConversionError, ValueError) as exc:

@@ -18,6 +18,11 @@ OUTPUTS = {
     "overlay": "sccosf/overlay",
 }
 """Output name -> the node's relative publication topic."""
+RGB_CAMERA_INFO = "rgb/camera_info"
+"""Optional input: the RGB camera's ``sensor_msgs/CameraInfo`` (image_transport names it beside the image)."""
+CAMERA_INFO = "sccosf/camera_info"
+"""``sensor_msgs/CameraInfo`` published with every output: the RGB camera's model on the outputs' pixel grid,
+with the outputs' header."""
 CLASS_NAMES = "sccosf/class_names"
 """Latched ``std_msgs/String`` JSON ``{class_names, palette}``."""
 DIAGNOSTICS = "/diagnostics"

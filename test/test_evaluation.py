@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +135,76 @@ def test_contact_sheet_keeps_evenly_spaced_frames() -> None:
     assert kept[-1] >= 1000 - steps[0]  # ... over the whole run
     image = sheet.render()
     assert image is not None and image.dtype == np.uint8 and image.shape[2] == 3
+
+
+def _write_looped(src: Path, dst: Path, passes: int = 2) -> Path:
+    """``src`` as recorded from ``ros2 bag play --loop``: the same header stamps again, log times going on."""
+    messages = list(bags.read_raw(src))
+    span = messages[-1].log_time_ns - messages[0].log_time_ns + 100_000_000
+    with bags.BagWriter(dst) as w:
+        for k in range(passes):
+            for m in messages:
+                w.write_raw(m.topic, m.msgtype, m.log_time_ns + k * span, m.data)
+    return dst
+
+
+def test_looped_bag_pairs_on_every_pass(small_bag: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+    looped = _write_looped(small_bag, tmp_path / "looped")
+    cfg = EvalConfig(
+        checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False, write_bag=False
+    )
+    pairs = evaluate_bag(looped, tmp_path / "eval", cfg)["pairs"]
+    assert (pairs["rgb_messages"], pairs["thermal_messages"]) == (72, 20)
+    assert pairs["pairs_matched"] == 20 and pairs["pairs_evaluated"] == 20  # 10 on each pass
+    assert pairs["pairing_resets"] == 1
+
+
+def test_replay_expects_the_pairs_of_every_pass_of_a_looped_bag(small_bag: Path, tmp_path: Path) -> None:
+    """The live replay's survey (ROS-free) counts a looped bag's pairs per pass, not per distinct stamp, and
+    tallies outputs against them stamp by stamp."""
+    from sccosf_ros.replay.bag_survey import OutputTally, scan_bag
+    from sccosf_ros.replay.config import ReplayConfig
+
+    cfg = ReplayConfig()
+    once = scan_bag(small_bag, cfg)
+    thrice = scan_bag(_write_looped(small_bag, tmp_path / "looped", passes=3), cfg)
+    assert once.pairs_expected == 10 and once.resets == 0
+    assert thrice.pairs_expected == 30 and thrice.resets == 2
+    assert thrice.expected == once.expected and set(thrice.expected_count.values()) == {3}
+    got = Counter(dict.fromkeys(once.expected, 2))  # two passes of three came out in full ...
+    got[min(once.expected)] += 2  # ... one stamp's output thrice more: one beyond its passes
+    tally = OutputTally.count(thrice.expected_count, got)
+    assert (tally.received, tally.unexpected, tally.dropped) == (22, 1, 9)
+    assert tally.received - tally.unexpected + tally.dropped == thrice.pairs_expected
+
+
+def test_jpeg_rgb_topic_beside_a_raw_thermal_topic(
+    small_bag: Path, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Each input topic may be Image or CompressedImage, as the node's rgb_transport / thermal_transport."""
+
+    mixed = tmp_path / "mixed"
+    with bags.BagWriter(mixed) as w:
+        for m in bags.read_raw(small_bag):
+            if m.topic != topics.CAMERA_RGB:
+                w.write_raw(m.topic, m.msgtype, m.log_time_ns, m.data)
+                continue
+            msg = bags.TYPESTORE.deserialize_cdr(m.data, m.msgtype)
+            array, encoding = bags.decode_image(msg, m.msgtype)
+            ok, jpeg = cv2.imencode(
+                ".jpg", cv2.cvtColor(array, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+            )
+            assert ok and encoding == "rgb8"
+            cls = bags.TYPESTORE.types[bags.COMPRESSED_TYPE]
+            out = cls(header=msg.header, format="jpeg", data=jpeg.ravel())
+            w.write_raw(
+                m.topic,
+                bags.COMPRESSED_TYPE,
+                m.log_time_ns,
+                bytes(bags.TYPESTORE.serialize_cdr(out, bags.COMPRESSED_TYPE)),
+            )
+    cfg = EvalConfig(
+        checkpoint=random_checkpoint, device="cpu", num_threads=1, progress=False, write_bag=False
+    )
+    report = evaluate_bag(mixed, tmp_path / "eval", cfg)
+    assert report["pairs"]["pairs_evaluated"] == 10 and not report["pairs"]["rejected_by_kind"]

@@ -22,6 +22,7 @@ EXTRA_LAUNCH_ARGS = {
     "use_sim_time",
     "rgb_topic",
     "thermal_topic",
+    "rgb_camera_info_topic",
     "fastdds_profile",
 }
 
@@ -127,9 +128,16 @@ def test_given_arguments_override_whatever_their_value_and_unset_ones_are_not_pa
         node_launch({"sync_slop": "-1"}, {})
     with pytest.raises(ParameterError, match="seg_refine"):
         node_launch({"seg_refine": "maybe"}, {})
+    with pytest.raises(ParameterError, match="sync_jump_threshold"):
+        node_launch({"sync_jump_threshold": "0.01"}, {})  # not above sync_slop
+    assert node_launch({"sync_jump_threshold": "2.5"}, {}).overrides == {"sync_jump_threshold": 2.5}
     setup = node_launch({"rgb_topic": "/cam/rgb", "thermal_topic": "/cam/ir", "namespace": "r1"}, {})
     assert ("rgb/image", "/cam/rgb") in setup.remappings and setup.namespace == "r1"
     assert ("thermal/image/compressed", "/cam/ir/compressed") in setup.remappings
+    assert ("rgb/camera_info", "/cam/camera_info") in setup.remappings  # image_transport's sibling
+    named = node_launch({"rgb_topic": "/cam/rgb/image_raw", "rgb_camera_info_topic": "/calib/rgb"}, {})
+    assert ("rgb/camera_info", "/calib/rgb") in named.remappings
+    assert ("rgb/camera_info", "rgb/camera_info") in node_launch({}, {}).remappings
 
 
 def test_overrides_beat_the_params_file_in_rcl(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from sccosf_ros.errors import ConfigError
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.pipeline import BadInputError, PairProcessor
 
@@ -34,7 +35,7 @@ class Engine:
         pass
 
 
-def _processor(engine: Engine, compressed: bool) -> PairProcessor:
+def _processor(engine: Engine, compressed: bool | set[str]) -> PairProcessor:
     outputs = {"fused", "segmentation", "segmentation_color", "overlay"}
     return PairProcessor(engine, ThermalNormalizer(), PALETTE, outputs, compressed=compressed)
 
@@ -61,6 +62,41 @@ def test_compressed_jpeg_rgb_and_16bit_png_thermal() -> None:
     assert set(out.timings) == {"convert", "infer", "encode"}
     # it returns what it used: the very arrays the engine was given, and the engine's result
     assert out.rgb is rgb and out.thermal is th and out.result.mask.shape == (48, 64)
+
+
+def _raw(img: np.ndarray, encoding: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        encoding=encoding,
+        height=img.shape[0],
+        width=img.shape[1],
+        step=img.strides[0],
+        is_bigendian=0,
+        data=img.tobytes(),
+    )
+
+
+@pytest.mark.parametrize("compressed", [{"rgb"}, {"thermal"}])
+def test_each_stream_may_be_compressed_or_raw(compressed: set[str]) -> None:
+    """JPEG RGB with raw 16-bit thermal, and raw RGB with PNG thermal: what real rigs mix."""
+    bgr = np.zeros((48, 64, 3), np.uint8)
+    bgr[..., 2] = 200
+    thermal = np.tile(np.linspace(1000, 60000, 32, dtype=np.uint16), (24, 1))
+    rgb_msg = _compressed(bgr, ".jpg") if "rgb" in compressed else _raw(bgr[..., ::-1].copy(), "rgb8")
+    th_msg = _compressed(thermal, ".png") if "thermal" in compressed else _raw(thermal, "mono16")
+    engine = Engine()
+    processor = _processor(engine, compressed=compressed)
+    assert processor.compressed == frozenset(compressed)
+    processor.process(rgb_msg, th_msg)
+    rgb, th = engine.seen[0]
+    assert rgb.shape == (48, 64, 3) and rgb[..., 0].mean() > 150 and rgb[..., 2].mean() < 50
+    expect = ThermalNormalizer()(thermal)  # PNG is lossless: the same thermal frame either way
+    np.testing.assert_allclose(th, expect, atol=1e-6)
+    swapped = _raw(thermal, "mono16") if "thermal" in compressed else _compressed(thermal, ".png")
+    with pytest.raises(BadInputError) as err:  # each stream is read as what it is declared to be
+        processor.process(rgb_msg, swapped)
+    assert (err.value.stream, err.value.kind) == ("thermal", "type")
+    with pytest.raises(ConfigError, match="streams"):
+        _processor(engine, compressed={"depth"})
 
 
 def test_corrupt_compressed_is_a_decode_error() -> None:

@@ -1,7 +1,9 @@
 """``sccosf-bag``: make and inspect rosbag2 bags without a ROS install.
 
 ``from-folder`` turns registered image folders such as MSRS ``vi/`` + ``ir/`` into a bag, ``info``
-summarises any bag. Synthetic demo bags are written by ``sccosf-demo-bag`` (package ``sccosf_synth``).
+summarises any bag, ``recover`` copies what is intact in a bag cut off mid-write (no ``metadata.yaml``, an
+MCAP file without its footer) into a clean, indexed MCAP bag (:mod:`sccosf_ros.bag_recovery`). Synthetic demo
+bags are written by ``sccosf-demo-bag`` (package ``sccosf_synth``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sccosf_ros import bags
+from sccosf_ros import bag_recovery, bags
 from sccosf_ros.errors import SccosfError
 
 MOVED_DEMO = (
@@ -49,7 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="topics, types, counts, rates, encodings, duration")
     info.add_argument("bag")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    recover = sub.add_parser(
+        "recover", help="copy every intact message of a bag cut off mid-write into a clean, indexed MCAP bag"
+    )
+    recover.add_argument("bag", help="bag folder, or one .mcap/.db3 file")
+    recover.add_argument("out", help="output bag directory (must not exist)")
     return parser
+
+
+def recover(src: str, out: str) -> str:
+    """``sccosf-bag recover``: the output line."""
+    bag = bag_recovery.open_unindexed(src)
+    try:
+        counts = bag_recovery.write_clean(bag, out)
+    finally:
+        bag.close()
+    return bag_recovery.RecoveryReport(src, out, counts, bag.files).format()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.out, args.rgb, args.thermal, args.labels, args.rate, args.storage
             )
             print(f"wrote {args.out}: " + ", ".join(f"{t} x{n}" for t, n in sorted(counts.items())))
+        elif args.command == "recover":
+            print(recover(args.bag, args.out))
         else:
             info = bags.bag_info(args.bag)
             print(json.dumps(info.to_dict(), indent=2) if args.json else info.format())

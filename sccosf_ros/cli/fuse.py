@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 from sccosf_ros.backends import backend_names
-from sccosf_ros.errors import InputError, SccosfError
-from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay, to_rgb, to_thermal_gray
+from sccosf_ros.errors import SccosfError
+from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal
+from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay
 
 PROG = "sccosf-fuse"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"})
 OUTPUT_DIRS = ("fused", "segmentation", "segmentation_color", "overlay")
 
 
@@ -33,63 +33,6 @@ class UserError(SccosfError):
 
 def _warn(msg: str) -> None:
     print(f"{PROG}: warning: {msg}", file=sys.stderr)
-
-
-def _images_by_stem(folder: Path, role: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise UserError(f"--{role} {folder} is not a directory")
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-            if p.stem in found:
-                _warn(f"{role}: {p.name} and {found[p.stem].name} share a stem; using {found[p.stem].name}")
-                continue
-            found[p.stem] = p
-    return found
-
-
-def pair_by_stem(
-    rgb_dir: Path, thermal_dir: Path
-) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
-    """(stem, rgb, thermal) pairs sorted by stem, plus the unpaired RGB and thermal files."""
-    rgb, thermal = _images_by_stem(rgb_dir, "rgb"), _images_by_stem(thermal_dir, "thermal")
-    stems = sorted(rgb.keys() & thermal.keys())
-    pairs = [(s, rgb[s], thermal[s]) for s in stems]
-    return (
-        pairs,
-        [rgb[s] for s in sorted(rgb.keys() - thermal.keys())],
-        [thermal[s] for s in sorted(thermal.keys() - rgb.keys())],
-    )
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Any 8/16-bit grey, BGR or BGRA file as (H, W, 3) uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise InputError("cannot decode image")
-    if image.dtype == np.uint16 and image.ndim == 3:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    encoding = {
-        (np.uint8, 1): "mono8",
-        (np.uint16, 1): "mono16",
-        (np.uint8, 3): "bgr8",
-        (np.uint8, 4): "bgra8",
-    }
-    key = (image.dtype.type, channels)
-    if key not in encoding:
-        raise InputError(f"unsupported RGB image ({image.dtype}, {channels} channels)")
-    return to_rgb(image, encoding[key])
-
-
-def read_thermal(path: Path) -> np.ndarray:
-    """Thermal file as one channel with its original dtype (16-bit counts stay 16-bit)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise InputError("cannot decode image")
-    if image.ndim == 3:
-        image = to_thermal_gray(image, "bgra8" if image.shape[2] == 4 else "bgr8")
-    return image
 
 
 class _ThermalPrep:
@@ -156,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.overlay_alpha <= 1.0:
         raise UserError(f"--overlay-alpha must be in [0, 1], got {args.overlay_alpha}")
-    pairs, lone_rgb, lone_thermal = pair_by_stem(args.rgb, args.thermal)
+    pairs, lone_rgb, lone_thermal = pair_by_stem(args.rgb, args.thermal, PROG)
     for p in lone_rgb:
         _warn(f"no thermal image for {p}")
     for p in lone_thermal:

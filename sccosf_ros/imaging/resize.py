@@ -15,6 +15,10 @@ from sccosf_ros.errors import ConfigError, InputError
 
 from .encodings import ImageConversionError
 
+IDENTITY_ATOL = 1e-9
+"""A homography within this of the identity (element-wise) moves no pixel by more than ~1e-6 px on any
+camera frame, so it is treated as the identity and not warped."""
+
 
 def _target_hw(rgb_shape: tuple[int, ...]) -> tuple[int, int]:
     if len(rgb_shape) < 2:
@@ -59,8 +63,10 @@ def warp_thermal_to_rgb(
     """Resample ``thermal`` (``(H, W)``, any dtype cv2 supports) onto an ``rgb_shape[:2]`` grid.
 
     No homography: ``cv2.resize`` (a no-op returning the input when sizes match). With one: perspective warp,
-    pixels falling outside the thermal view become 0. Linear interpolation spreads a NaN to its neighbours;
-    normalise (NaN -> 0) first if that matters.
+    pixels falling outside the thermal view become 0; the identity on equal sizes returns the input unwarped
+    (faster, and exact: ``cv2.warpPerspective``'s identity differs from its input in the last float bit with
+    some CPU kernels, e.g. AVX-512). Linear interpolation spreads a NaN to its neighbours; normalise
+    (NaN -> 0) first if that matters.
     """
     thermal = np.asarray(thermal)
     if thermal.ndim == 3 and thermal.shape[2] == 1:
@@ -75,6 +81,8 @@ def warp_thermal_to_rgb(
             return thermal
         return cv2.resize(np.ascontiguousarray(thermal), (w, h), interpolation=interpolation)
     hom = validate_homography(homography)
+    if thermal.shape == (h, w) and np.allclose(hom, np.eye(3), rtol=0.0, atol=IDENTITY_ATOL):
+        return thermal
     return cv2.warpPerspective(
         np.ascontiguousarray(thermal),
         hom,

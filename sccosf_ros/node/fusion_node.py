@@ -21,6 +21,7 @@ frees the model (and the GPU cache) so a paused node holds no device memory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import ClockChange, JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -42,15 +45,18 @@ from rclpy.qos import (
     qos_profile_sensor_data,
     qos_profile_system_default,
 )
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from sccosf_ros import topics
+from sccosf_ros.camera_info import CameraGeometry, CameraInfoCache, CameraInfoError
 from sccosf_ros.imaging.encodings import ImageFields
 from sccosf_ros.imaging.palette import parse_palette
 from sccosf_ros.node.params import (
     PARAMETERS,
+    USE_COMPRESSED_DEPRECATED,
     ParameterError,
+    input_transports,
     parse_homography,
     parse_size,
     split_list,
@@ -59,7 +65,7 @@ from sccosf_ros.node.params import (
 )
 from sccosf_ros.node.qos import AUTO_CHECK_PERIOD_S, BEST_EFFORT, RELIABLE, choose_reliability, describe
 from sccosf_ros.node.stats import MatchProblem, MatchWindow, NodeStats
-from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot
+from sccosf_ros.pairing import ApproximateTimePairer, LatestSlot, PairingReset
 from sccosf_ros.paths import FASTDDS_PROFILE_ENV, with_fastdds_profile
 from sccosf_ros.pipeline import BadInputError, Engine, PairProcessor
 
@@ -109,8 +115,12 @@ def image_message(fields: ImageFields, header: Any = None) -> Image:
     return msg
 
 
+def stamp_ns_of(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
 def stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    return stamp_ns_of(msg.header)
 
 
 def _default_engine_factory(**kwargs: Any) -> Engine:
@@ -142,12 +152,17 @@ class FusionNode(LifecycleNode):
         self.class_names: list[str] = []
         self.slot: LatestSlot[tuple[Any, Any]] = LatestSlot()
         self.pairer: ApproximateTimePairer | None = None
+        self._jump_handle: Any = None
         self._subs: dict[str, Any] = {}
         self._input_reliability: dict[str, str] = {}
         self._input_qos_changes = 0
         self._qos_timer: Any = None
         self._pubs: dict[str, Any] = {}
         self._names_pub: Any = None
+        self._info_pub: Any = None
+        self._info_sub: Any = None
+        self._infos = CameraInfoCache()
+        self._transports: dict[str, str] = {}
         self._diag_pub: Any = None
         self._diag_timer: Any = None
         self._worker: threading.Thread | None = None
@@ -171,6 +186,9 @@ class FusionNode(LifecycleNode):
             self.config = validate(values)
         except ParameterError as exc:
             return self._fail(f"configure failed: {exc}")
+        if self.config["use_compressed"]:
+            self.get_logger().warning(USE_COMPRESSED_DEPRECATED)
+        self._transports = input_transports(self.config)
         self.stats.reset()
         self._diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
@@ -251,10 +269,11 @@ class FusionNode(LifecycleNode):
             wanted,
             overlay_alpha=c["overlay_alpha"],
             has_homography=bool(c["homography"].strip()),
-            compressed=c["use_compressed"],
+            compressed={s for s, t in self._transports.items() if t == "compressed"},
         )
         out_qos = make_qos(c["output_qos"], c["output_depth"])
         self._pubs = {name: self.create_publisher(Image, topics.OUTPUTS[name], out_qos) for name in wanted}
+        self._info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, out_qos)
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
@@ -291,12 +310,18 @@ class FusionNode(LifecycleNode):
 
     def _teardown(self) -> None:
         """Inputs first (nothing new arrives), then the worker, then outputs and the model."""
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
         if self._qos_timer is not None:
             self.destroy_timer(self._qos_timer)
             self._qos_timer = None
         for sub in self._subs.values():
             self.destroy_subscription(sub)
         self._subs = {}
+        if self._info_sub is not None:
+            self.destroy_subscription(self._info_sub)
+            self._info_sub = None
         self._stop.set()
         self.slot.close()
         if self._worker is not None:
@@ -308,6 +333,9 @@ class FusionNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self._pubs = {}
+        if self._info_pub is not None:
+            self.destroy_publisher(self._info_pub)
+            self._info_pub = None
         if self._names_pub is not None:
             self.destroy_publisher(self._names_pub)
             self._names_pub = None
@@ -327,7 +355,7 @@ class FusionNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------ inputs
     def _input_topic(self, stream: str) -> str:
-        return INPUTS[stream] + ("/compressed" if self.config["use_compressed"] else "")
+        return INPUTS[stream] + ("/compressed" if self._transports[stream] == "compressed" else "")
 
     def _offered(self, stream: str) -> list[str]:
         """Reliability offered by each publisher on the stream's (remapped, namespaced) topic."""
@@ -349,7 +377,7 @@ class FusionNode(LifecycleNode):
             reliability=reliability,
             durability=DurabilityPolicy.VOLATILE,
         )
-        msg_type = CompressedImage if c["use_compressed"] else Image
+        msg_type = CompressedImage if self._transports[stream] == "compressed" else Image
         self._subs[stream] = self.create_subscription(
             msg_type, self._input_topic(stream), lambda msg, s=stream: self._on_message(s, msg), qos
         )
@@ -362,15 +390,48 @@ class FusionNode(LifecycleNode):
         self._match_window.reset()
         self._input_reliability = {}
         self._input_qos_changes = 0
-        self.pairer = ApproximateTimePairer(c["sync_queue_size"], c["sync_slop"])
+        jump = c["sync_jump_threshold"]
+        self.pairer = ApproximateTimePairer(
+            c["sync_queue_size"],
+            c["sync_slop"],
+            jump_threshold=jump or math.inf,
+            on_reset=self._on_pairing_reset,
+        )
+        if jump:  # a /clock going back (use_sim_time) restarts the pairing at once, not at the next stamp
+            threshold = JumpThreshold(
+                min_forward=None, min_backward=Duration(nanoseconds=-round(jump * 1e9)), on_clock_change=True
+            )
+            self._jump_handle = self.get_clock().create_jump_callback(
+                threshold, post_callback=self._on_time_jump
+            )
         for stream in INPUTS:
             if c["input_qos"] == "auto":
                 reliability = POLICIES[choose_reliability(self._offered(stream))]
             else:
                 reliability = make_qos(c["input_qos"], c["input_depth"]).reliability
             self._subscribe(stream, reliability)
+        self._infos = CameraInfoCache(c["camera_info_sync"])
+        # best effort hears reliable and best-effort drivers alike; a lost camera_info costs one output's
+        info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._info_sub = self.create_subscription(
+            CameraInfo, topics.RGB_CAMERA_INFO, lambda m: self._infos.add(stamp_ns(m), m), info_qos
+        )
         if c["input_qos"] == "auto":
             self._qos_timer = self.create_timer(AUTO_CHECK_PERIOD_S, self._check_input_qos)
+
+    def _on_pairing_reset(self, event: PairingReset) -> None:
+        """One warning per new pairing pass (stamps or ROS time went back); counted as ``pairing_resets``."""
+        self.get_logger().warning(f"{event.message} (counted in /diagnostics as pairing_resets)")
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        """rclpy's jump callback: ROS time activated (``use_sim_time``) or gone back past the threshold."""
+        pairer = self.pairer
+        if pairer is None:
+            return
+        if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED:
+            pairer.reset("ROS time activated (use_sim_time)")
+        elif jump.delta.nanoseconds < 0:
+            pairer.reset(f"ROS time went back {-jump.delta.nanoseconds / 1e9:.3f} s")
 
     def _check_input_qos(self) -> None:
         """``input_qos: auto``: follow the publishers (a driver started, restarted or was replaced)."""
@@ -452,20 +513,44 @@ class FusionNode(LifecycleNode):
             pub = self._pubs.get(name)
             if pub is not None:  # the RGB input's stamp and frame_id, never now()
                 pub.publish(image_message(fields, rgb_msg.header))
+        if out.rgb is not None:
+            self._publish_camera_info(rgb_msg.header, *out.rgb.shape[:2])
         done = time.perf_counter()
         infer_ms = out.timings["infer"]
         latency_ms = (self.get_clock().now().nanoseconds - stamp_ns(rgb_msg)) / 1e6
         self.stats.on_output(infer_ms, (done - t0) * 1e3 - infer_ms, latency_ms)
 
+    def _publish_camera_info(self, header: Any, height: int, width: int) -> None:
+        """The RGB camera's model on the outputs' grid, with their header; nothing without an input one."""
+        pub = self._info_pub
+        found = self._infos.find(stamp_ns_of(header))
+        if pub is None or found is None:
+            if self._infos.received and self.stats.on_warning("camera_info_unmatched") == 1:
+                self.get_logger().warning(  # camera_info arrives, but none with this image's stamp
+                    "no rgb/camera_info with the RGB image's stamp: nothing on sccosf/camera_info for it "
+                    "(counted as warning.camera_info_unmatched; camera_info_sync: latest takes the newest)"
+                )
+            return
+        try:
+            geometry = CameraGeometry.from_msg(found).fitted(height, width)
+        except CameraInfoError as exc:
+            self._report(BadInputError("camera_info", "invalid", str(exc)))
+            return
+        msg = geometry.apply_to(CameraInfo())
+        msg.header = header
+        pub.publish(msg)
+
     # ------------------------------------------------------------------------------------ diagnostics
     def pairing_counts(self) -> dict[str, int]:
-        """matched / unmatched_* (queue overflow or repeated stamp, no partner) / pending_*."""
+        """matched / unmatched_* (queue overflow, repeated stamp or a pass that ended, no partner) /
+        pending_* / pairing_resets (new passes: stamps or ROS time went back)."""
         out = {"matched": self._matched}
         if self.pairer is not None:
             st = self.pairer.stats()
             for s in INPUTS:
-                out[f"unmatched_{s}"] = st.dropped[s] + st.replaced[s]
+                out[f"unmatched_{s}"] = st.dropped[s] + st.replaced[s] + st.flushed[s]
                 out[f"pending_{s}"] = st.pending[s]
+            out["pairing_resets"] = st.resets
         return out
 
     def _describe_problem(self, p: MatchProblem) -> str:
@@ -510,6 +595,7 @@ class FusionNode(LifecycleNode):
         for s in INPUTS:
             values[f"input_reliability_{s}"] = self._input_reliability.get(s, "-")
         values["input_qos_changes"] = self._input_qos_changes
+        values["camera_info_received"] = self._infos.received
         level, message = DiagnosticStatus.OK, "ok"
         if not active:
             level, message = DiagnosticStatus.WARN, "inactive: " + (self.last_error or "not activated")

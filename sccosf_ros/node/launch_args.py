@@ -62,6 +62,11 @@ def launch_arguments() -> list[tuple[str, str, str]]:
         ("rgb_topic", "rgb/image", "RGB camera image topic (remapped onto the node's rgb/image)"),
         ("thermal_topic", "thermal/image", "Thermal camera image topic (remapped onto thermal/image)"),
         (
+            "rgb_camera_info_topic",
+            "",
+            "RGB camera_info topic (remapped onto rgb/camera_info); '' = camera_info beside rgb_topic",
+        ),
+        (
             "fastdds_profile",
             UNSET,
             "Fast DDS XML profile for the node's process (shared-memory segment large enough for images); "
@@ -71,13 +76,21 @@ def launch_arguments() -> list[tuple[str, str, str]]:
     return args
 
 
-def remappings(rgb_topic: str, thermal_topic: str) -> list[tuple[str, str]]:
-    """Inputs are bound by remapping; the compressed variants follow image_transport's naming."""
+def camera_info_beside(image_topic: str) -> str:
+    """image_transport's camera_info topic of an image: ``/cam/rgb/image_raw`` -> ``/cam/rgb/camera_info``."""
+    head, sep, _ = image_topic.rpartition("/")
+    return f"{head}{sep}camera_info"
+
+
+def remappings(rgb_topic: str, thermal_topic: str, rgb_info_topic: str = "") -> list[tuple[str, str]]:
+    """Inputs are bound by remapping; the compressed variants and the camera_info follow image_transport's
+    naming unless ``rgb_info_topic`` is given."""
     return [
         ("rgb/image", rgb_topic),
         ("thermal/image", thermal_topic),
         ("rgb/image/compressed", f"{rgb_topic}/compressed"),
         ("thermal/image/compressed", f"{thermal_topic}/compressed"),
+        ("rgb/camera_info", rgb_info_topic or camera_info_beside(rgb_topic)),
     ]
 
 
@@ -129,7 +142,11 @@ def node_launch(arguments: Mapping[str, str], env: Mapping[str, str]) -> NodeLau
     params_file = arg("params_file", default_params_file())
     return NodeLaunch(
         parameters=([params_file] if params_file else []) + ([overrides] if overrides else []),
-        remappings=remappings(arg("rgb_topic", "rgb/image"), arg("thermal_topic", "thermal/image")),
+        remappings=remappings(
+            arg("rgb_topic", "rgb/image"),
+            arg("thermal_topic", "thermal/image"),
+            arg("rgb_camera_info_topic", ""),
+        ),
         namespace=arg("namespace", ""),
         env={FASTDDS_PROFILE_ENV: fastdds_profile_env(arg("fastdds_profile"), env)},
         overrides=overrides,

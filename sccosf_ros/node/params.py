@@ -20,12 +20,19 @@ from typing import Any
 import yaml
 
 from sccosf_ros.backends import backend_names
+from sccosf_ros.camera_info import SYNC_MODES as CAMERA_INFO_SYNC_MODES
 from sccosf_ros.errors import ConfigError
 from sccosf_ros.imaging.thermal import ThermalNormalizer
 from sccosf_ros.node.qos import INPUT_QOS_CHOICES, OUTPUT_QOS_CHOICES
-from sccosf_ros.pipeline import SYNC_QUEUE_SIZE, SYNC_SLOP_S, ThermalSettings
+from sccosf_ros.pipeline import SYNC_JUMP_THRESHOLD_S, SYNC_QUEUE_SIZE, SYNC_SLOP_S, ThermalSettings
 
 _THERMAL = ThermalSettings()  # the pipeline's defaults, the table's too
+
+TRANSPORTS = ("raw", "compressed")
+USE_COMPRESSED_DEPRECATED = (
+    "parameter 'use_compressed' is deprecated: set rgb_transport and thermal_transport instead "
+    "(use_compressed: true subscribes both inputs compressed)"
+)
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -86,6 +93,10 @@ def _finite(v: float) -> str | None:
 
 def _slop(v: float) -> str | None:
     return None if math.isfinite(v) and v > 0 else f"must be > 0 seconds, got {v}"
+
+
+def _jump_threshold(v: float) -> str | None:
+    return None if math.isfinite(v) and v >= 0 else f"must be >= 0 seconds (0: off), got {v}"
 
 
 def _alpha(v: float) -> str | None:
@@ -231,7 +242,36 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         _slop,
     ),
     ParamSpec(
-        "use_compressed", False, "Subscribe to <input>/compressed (sensor_msgs/CompressedImage) instead"
+        "sync_jump_threshold",
+        SYNC_JUMP_THRESHOLD_S,
+        "A stamp (or ROS time) going back by more than this (s) restarts the pairing (a looped or "
+        "restarted bag, a reset simulation); > sync_slop; 0 = off",
+        _jump_threshold,
+    ),
+    ParamSpec(
+        "camera_info_sync",
+        "stamp",
+        "Which rgb/camera_info goes with an output: stamp (the one with the RGB image's stamp, as drivers "
+        "publish them) or latest (the newest received); none: nothing on sccosf/camera_info",
+        _one_of(*CAMERA_INFO_SYNC_MODES),
+    ),
+    ParamSpec(
+        "rgb_transport",
+        "raw",
+        "RGB input: raw (rgb/image, sensor_msgs/Image) or compressed (rgb/image/compressed, "
+        "sensor_msgs/CompressedImage: JPEG/PNG)",
+        _one_of(*TRANSPORTS),
+    ),
+    ParamSpec(
+        "thermal_transport",
+        "raw",
+        "Thermal input: raw (thermal/image) or compressed (thermal/image/compressed, e.g. 16-bit PNG)",
+        _one_of(*TRANSPORTS),
+    ),
+    ParamSpec(
+        "use_compressed",
+        False,
+        "Deprecated: true = rgb_transport and thermal_transport both compressed (a warning says so)",
     ),
     ParamSpec(
         "input_qos",
@@ -312,10 +352,23 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     low, high = out["thermal_normalization.low"], out["thermal_normalization.high"]
     if out["thermal_normalization.mode"] == "fixed" and (low, high) != (0.0, 0.0) and not low < high:
         raise ParameterError("thermal_normalization.high", f"must be > low ({low}) in fixed mode, got {high}")
+    jump = out["sync_jump_threshold"]
+    if 0 < jump <= out["sync_slop"]:
+        raise ParameterError(
+            "sync_jump_threshold", f"must be > sync_slop ({out['sync_slop']} s) or 0, got {jump}"
+        )
     names, colours = split_list(out["class_names"]), split_list(out["palette"])
     if names and colours and len(names) != len(colours):
         raise ParameterError("palette", f"has {len(colours)} colours for {len(names)} class_names")
     return out
+
+
+def input_transports(values: Mapping[str, Any]) -> dict[str, str]:
+    """Stream -> ``raw`` or ``compressed`` from validated parameters; the deprecated ``use_compressed: true``
+    makes both compressed."""
+    if values["use_compressed"]:
+        return {"rgb": "compressed", "thermal": "compressed"}
+    return {"rgb": values["rgb_transport"], "thermal": values["thermal_transport"]}
 
 
 def thermal_normalizer(values: Mapping[str, Any] | None = None) -> ThermalNormalizer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +26,24 @@ def restamp(data: bytes, msgtype: str, stamp_ns: int) -> bytes:
 
 @dataclass
 class BagScan:
-    """The pairs to expect, warm-up material and message counts of a bag's two input topics."""
+    """The pairs to expect, warm-up material and message counts of a bag's two input topics.
+
+    A looped bag (recorded from ``ros2 bag play --loop``, or bags concatenated) holds each RGB stamp once
+    per pass: ``expected`` maps the stamp to its partner, ``expected_count`` says how many pairs carry it.
+    """
 
     expected: dict[int, int]  # RGB stamp -> thermal stamp, as the node's policy pairs them in log order
     first: dict[str, bags.RawMessage]  # first message per input topic (warm-up material)
     t0_log: int
     counts: dict[str, int]
     thermal_stamps: list[int] = field(default_factory=list)
+    expected_count: Counter[int] = field(default_factory=Counter)  # RGB stamp -> pairs with it (passes)
+    resets: int = 0  # new pairing passes (stamps went back)
+
+    @property
+    def pairs_expected(self) -> int:
+        """Pairs the node's policy forms from the bag, every pass counted."""
+        return sum(self.expected_count.values())
 
 
 def first_rgb_size(scan: BagScan, cfg: ReplayConfig) -> str:
@@ -65,9 +77,25 @@ def scan_bag(bag: Path, cfg: ReplayConfig) -> BagScan:
             scan.thermal_stamps.append(stamp)
         for p in pairer.add("rgb" if m.topic == cfg.rgb_topic else "thermal", stamp, stamp):
             scan.expected[p.rgb_stamp_ns] = p.thermal_stamp_ns
+            scan.expected_count[p.rgb_stamp_ns] += 1
+    scan.resets = pairer.stats().resets
     if not all(scan.counts.values()):
         raise bags.BagError(f"nothing to replay: message counts {scan.counts} in {bag}")
     return scan
+
+
+@dataclass(frozen=True)
+class OutputTally:
+    """Outputs against the pairs expected, per stamp and pass: ``received - unexpected + dropped`` is the
+    number of pairs expected."""
+
+    received: int  # outputs carrying a stamp of the bag, repeats included
+    unexpected: int  # outputs beyond the pairs expected with their stamp (none expected, or an extra pass)
+    dropped: int  # expected pairs without an output
+
+    @classmethod
+    def count(cls, expected: Counter[int], got: Counter[int]) -> OutputTally:
+        return cls(sum(got.values()), sum((got - expected).values()), sum((expected - got).values()))
 
 
 @dataclass

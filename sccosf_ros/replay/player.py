@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +44,17 @@ class Playback:
     """What one play of the bag produced: the node's outputs and the times to score them by."""
 
     received: dict[str, list[tuple[int, bytes]]]  # output topic -> (receipt ns, CDR bytes)
-    publish_ns: dict[int, int] = field(default_factory=dict)  # RGB stamp -> publish time (ns)
+    publish_ns: dict[int, list[int]] = field(default_factory=dict)  # RGB stamp -> publish times (ns), a
+    # looped bag sends a stamp once per pass
+
+    def sent_before(self, stamp: int, receipt_ns: int) -> int | None:
+        """Publish time of the RGB frame an output received at ``receipt_ns`` answers: the latest one with
+        its stamp published before it (None for a stamp the bag does not hold)."""
+        times = self.publish_ns.get(stamp)
+        if not times:
+            return None
+        return max((t for t in times if t <= receipt_ns), default=times[0])
+
     t0_wall: int = 0
     last_publish: int = 0
     warm_ms: list[float] = field(default_factory=list)
@@ -98,10 +109,11 @@ class _Recorder(Node):
             self.received[topic].append((now, bytes(data)))
             self.last_receipt_ns = now
 
-    def fused_stamps(self) -> set[int]:
+    def fused_stamps(self) -> Counter[int]:
+        """Outputs received per stamp."""
         with self.lock:
             items = list(self.received[topics.FUSED])
-        return {stamp_of(data) for _, data in items}
+        return Counter(stamp_of(data) for _, data in items)
 
     def fresh_diagnostics(self, after_ns: int) -> dict[str, str]:
         """The node's counters if a snapshot newer than ``after_ns`` arrived, else {}."""
@@ -166,7 +178,7 @@ class LivePlayer:
         result.warm_ms = self.warm_up(scan.first)
         result.baseline = self.settle() if result.warm_ms else None
         self.play(bag, scan, result)
-        self.drain(scan.expected, result)
+        self.drain(scan.expected_count, result)
         self.await_diagnostics(now_ns())
         result.diagnostics = self.recorder.fresh_diagnostics(0) or None
         result.class_info = self.recorder.class_info
@@ -266,11 +278,11 @@ class LivePlayer:
                 time.sleep(delay)
             self._check_node()
             if m.topic == cfg.rgb_topic:
-                result.publish_ns[stamp_of(m.data)] = now_ns()
+                result.publish_ns.setdefault(stamp_of(m.data), []).append(now_ns())
             self.recorder.pubs[m.topic].publish(m.data)
         result.last_publish = now_ns()
 
-    def drain(self, expected: dict[int, int], result: Playback) -> None:
+    def drain(self, expected: Counter[int], result: Playback) -> None:
         """Wait for the outputs still in flight, until: every expected pair is out; or the node reports
         itself idle (/diagnostics); or it has been quiet for twice the longest latency seen (at least 3 s);
         or ``drain_timeout_s``. On CPU one inference can take seconds: a fixed short wait would lose outputs.
@@ -278,14 +290,14 @@ class LivePlayer:
         deadline = time.monotonic() + self.cfg.drain_timeout_s
         while time.monotonic() < deadline:
             got = self.recorder.fused_stamps()
-            if set(expected) <= got or self.recorder.node_idle(result.last_publish + 200_000_000):
+            if not expected - got or self.recorder.node_idle(result.last_publish + 200_000_000):
                 return
             with self.recorder.lock:
                 receipts = {stamp_of(d): t for t, d in self.recorder.received[topics.FUSED][-20:]}
                 last = max(self.recorder.last_receipt_ns, result.last_publish)
+            sent = {s: result.sent_before(s, t) for s, t in receipts.items()}
             worst = max(
-                ((t - result.publish_ns[s]) / 1e9 for s, t in receipts.items() if s in result.publish_ns),
-                default=1.0,
+                ((t - sent[s]) / 1e9 for s, t in receipts.items() if sent[s] is not None), default=1.0
             )
             if (now_ns() - last) / 1e9 > max(3.0, 2 * worst):
                 return

@@ -8,6 +8,7 @@ in one process clock) and the node's own counters (where the bag's inputs went).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from sccosf_ros import bags, topics
 from sccosf_ros.evaluation import FrameScorer, make_normalizer
 from sccosf_ros.imaging.color import to_rgb
 from sccosf_ros.imaging.thermal import to_thermal_gray
-from sccosf_ros.replay.bag_survey import BagScan, ReplayJob, stamp_of
+from sccosf_ros.replay.bag_survey import BagScan, OutputTally, ReplayJob, stamp_of
 from sccosf_ros.replay.config import ReplayConfig, ReplayError
 from sccosf_ros.replay.player import OUTPUTS, Playback
 from sccosf_ros.report import write_report
@@ -37,7 +38,8 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
 
 
 def outputs_by_stamp(playback: Playback) -> Outputs:
-    """The first output per RGB stamp of the bag, per topic (warm-up outputs carry stamps before the bag)."""
+    """The first output per RGB stamp of the bag, per topic (warm-up outputs carry stamps before the bag).
+    A looped bag's later passes repeat frames already scored; they count in the tallies and latencies only."""
     bag_stamps = set(playback.publish_ns)
     outputs: Outputs = {}
     for topic, items in playback.received.items():
@@ -103,7 +105,7 @@ def score_frames(job: ReplayJob, outputs: Outputs, playback: Playback, scorer: F
         elif m.topic == cfg.thermal_topic and m.stamp_ns in wanted_thermal:
             thermal_frames[m.stamp_ns] = to_thermal_gray(m.array, m.encoding)
         for s in [s for s in rgb_frames if want[s] in thermal_frames]:
-            latency = (fused[s][0] - playback.publish_ns[s]) / 1e6
+            latency = (fused[s][0] - (playback.sent_before(s, fused[s][0]) or fused[s][0])) / 1e6
             extra = {"thermal_stamp_ns": want[s], "latency_ms": latency}
             thermal = normalizer(thermal_frames[want[s]])
             scorer.add(s, rgb_frames.pop(s), thermal, _decode(fused[s][1]), _decode(segs[s][1]), extra)
@@ -155,15 +157,21 @@ def node_breakdown(playback: Playback, scan: BagScan, cfg: ReplayConfig) -> dict
     return out
 
 
-def _pair_counts(scan: BagScan, cfg: ReplayConfig, outputs: Outputs, unexpected: int) -> dict[str, int]:
-    fused = outputs[topics.FUSED]
+def fused_receipts(playback: Playback) -> list[tuple[int, int]]:
+    """(RGB stamp, receipt ns) of every fused output for a frame of the bag, repeats (passes) included."""
+    items = ((stamp_of(data), t) for t, data in playback.received[topics.FUSED])
+    return [(s, t) for s, t in items if s in playback.publish_ns]
+
+
+def _pair_counts(scan: BagScan, cfg: ReplayConfig, outputs: Outputs, tally: OutputTally) -> dict[str, int]:
     return {
         "rgb_messages": scan.counts[cfg.rgb_topic],
         "thermal_messages": scan.counts[cfg.thermal_topic],
-        "pairs_expected": len(scan.expected),
-        "outputs_received": len(fused),
-        "outputs_dropped": len(set(scan.expected) - set(fused)),
-        "outputs_unexpected": unexpected,
+        "pairs_expected": scan.pairs_expected,
+        "pairing_resets": scan.resets,
+        "outputs_received": tally.received,
+        "outputs_dropped": tally.dropped,
+        "outputs_unexpected": tally.unexpected,
         "segmentation_received": len(outputs[topics.SEGMENTATION]),
         "segmentation_color_received": len(outputs[topics.SEGMENTATION_COLOR]),
     }
@@ -178,7 +186,7 @@ def _throughput(playback: Playback, scan: BagScan, outputs: Outputs) -> dict[str
         "outputs": len(receipts),
         "replay_wall_s": played_s,
         "outputs_per_s": rate,
-        "input_pairs_per_s": len(scan.expected) / max(played_s, 1e-9),
+        "input_pairs_per_s": scan.pairs_expected / max(played_s, 1e-9),
         "warmup_ms": playback.warm_ms[0] if playback.warm_ms else None,
     }
 
@@ -187,12 +195,12 @@ def score_playback(job: ReplayJob, playback: Playback, warnings: list[str]) -> d
     """Latency by stamp, metrics on what arrived, the output bag on the bag's timeline, the report files."""
     bag, out, cfg, scan, labels = job.bag, job.out, job.cfg, job.scan, job.labels
     outputs = outputs_by_stamp(playback)
-    fused = outputs[topics.FUSED]
-    unexpected = sorted(set(fused) - set(scan.expected))
-    if unexpected:
+    receipts = fused_receipts(playback)
+    tally = OutputTally.count(scan.expected_count, Counter(s for s, _ in receipts))
+    if tally.unexpected:
         warnings.append(
-            f"{len(unexpected)} outputs for RGB stamps the offline pairing does not pair (inputs lost on the "
-            "wire, or arrival order differed); scored against the nearest thermal frame"
+            f"{tally.unexpected} outputs for RGB stamps the offline pairing does not pair (inputs lost on "
+            "the wire, or arrival order differed); scored against the nearest thermal frame"
         )
     names, palette = class_info(playback, cfg)
     scorer = FrameScorer(names, palette, labels.by_stamp, cfg.contact_columns)
@@ -201,7 +209,7 @@ def score_playback(job: ReplayJob, playback: Playback, warnings: list[str]) -> d
     if bag_path is not None:
         write_output_bag(bag_path, job, outputs, playback)
     sheet = scorer.sheet.save(out / "contact_sheet.png")
-    latencies = [(t - playback.publish_ns[s]) / 1e6 for s, (t, _) in fused.items()]
+    latencies = [(t - (playback.sent_before(s, t) or t)) / 1e6 for s, t in receipts]
     report: dict[str, Any] = {
         "title": "SC-CoSF live replay through the fusion node",
         "mode": "live (rclpy, DDS, the node's synchroniser and drop-oldest hand-off)",
@@ -218,7 +226,7 @@ def score_playback(job: ReplayJob, playback: Playback, warnings: list[str]) -> d
         ),
         "topics": {"rgb": cfg.rgb_topic, "thermal": cfg.thermal_topic, "labels": cfg.label_topic},
         "pairing": {"slop_s": cfg.slop, "queue_size": cfg.queue_size},
-        "pairs": _pair_counts(scan, cfg, outputs, len(unexpected)),
+        "pairs": _pair_counts(scan, cfg, outputs, tally),
         "node_counters": node_breakdown(playback, scan, cfg),
         "latency_ms": percentiles(latencies),
         "throughput": _throughput(playback, scan, outputs),
