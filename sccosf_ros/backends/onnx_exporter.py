@@ -245,12 +245,13 @@ def export_onnx(
                 f"max diff {c['logits_max_abs_diff']:.3g}); nothing written"
             )
     info.export_s = round(time.perf_counter() - t0, 2)
-    _set_metadata(proto, meta, info)
+    finish_model(proto, meta, info)
     _write_atomic(Path(out), proto.SerializeToString())
     return info
 
 
-def _set_metadata(proto: Any, meta: CheckpointMeta, info: ExportInfo) -> None:
+def finish_model(proto: Any, meta: CheckpointMeta, info: ExportInfo) -> None:
+    """Set the metadata sccosf_ros reads back (class names, palette, the export record), producer and doc."""
     entries = metadata_entries(meta, info)
     keep = [p for p in proto.metadata_props if p.key not in entries]
     del proto.metadata_props[:]

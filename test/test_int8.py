@@ -1,0 +1,273 @@
+"""INT8 export (``sccosf-export --int8 --calibration DIR``) and INT8 files in the onnxruntime backend.
+
+CI part: the random-weight fixture checkpoint, exported and quantised once at 64×96 with a calibration folder
+of synthetic pairs written here (its ``seafusion/`` names must be left out), then the file's metadata, the
+selection by ``precision``, and every error a user can meet. With ``../shared``: the shipped model's float
+export (the one test_onnx.py makes, 240×320) quantised with real training pairs agrees with the float graph
+on real validation pairs within the tolerances below. No test asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from sccosf_ros.backends import onnx_int8
+from sccosf_ros.backends.onnx_format import EXPORT_KEY, ExportInfo
+from sccosf_ros.cli import export as export_cli
+from sccosf_ros.engine import FusionEngine
+from sccosf_ros.errors import ConfigError
+
+H, W = 64, 96
+MSRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrs"
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION = ("s00", "s05")  # written to seafusion/: never calibrated on
+# Real pairs (240x320 shipped model): INT8 against float, the bounds docs/onnx.md states for this test.
+REAL_MAX_FUSED_MEAN = 2.0  # grey levels, mean over pixels and channels, each pair
+REAL_MIN_MASK_AGREEMENT = 0.95  # share of equal mask pixels, each pair
+
+
+def _write_pairs(folder: Path, n: int, size: tuple[int, int] = (H, W), layout=("vi", "ir")) -> list[str]:
+    from sccosf_synth.scenes import generate_scene
+
+    for d in layout:
+        (folder / d).mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n):
+        scene = generate_scene(900 + i, *size, night=bool(i % 2))
+        name = f"s{i:02d}"
+        cv2.imwrite(str(folder / layout[0] / f"{name}.png"), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(folder / layout[1] / f"{name}.png"), scene.thermal)
+        names.append(name)
+    return names
+
+
+def _info(path: Path) -> ExportInfo:
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return ExportInfo.from_json(props[EXPORT_KEY])
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("calibration")
+    _write_pairs(folder, 12)
+    (folder / "seafusion").mkdir()
+    for name in VALIDATION:
+        (folder / "seafusion" / f"{name}.png").write_bytes(b"")  # only the names count
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int8_file(
+    random_checkpoint: Path, calibration_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "random_int8.onnx"
+    argv = ["--onnx", str(out), "--checkpoint", str(random_checkpoint), "--size", str(H), str(W)]
+    argv += ["--int8", "--calibration", str(calibration_dir), "--calibration-pairs", "8"]
+    assert export_cli.main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32_file(random_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sccosf_ros.backends.onnx_exporter import export_onnx
+
+    out = tmp_path_factory.mktemp("fp32") / "random_fp32.onnx"
+    export_onnx(random_checkpoint, out, H, W)
+    return out
+
+
+# ---- the file ------------------------------------------------------------------------------------------
+
+
+def test_int8_file_records_precision_recipe_and_calibration(int8_file: Path, calibration_dir: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(int8_file))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ: ONNX Runtime fuses them into int8 kernels
+    info = _info(int8_file)
+    assert info.precision == "int8" and (info.height, info.width, info.batch) == (H, W, 1)
+    q = info.quantization
+    cal = q["calibration"]
+    assert cal["folder"] == str(calibration_dir.resolve()) and cal["pairs_used"] == 8
+    assert cal["pairs_paired"] == 12 and cal["pairs_usable"] == 10
+    assert cal["validation_left_out"]["count"] == 2 and not set(VALIDATION) & set(cal["names"])
+    assert q["recipe"]["float_scopes"] == list(onnx_int8.DEFAULT_RECIPE.float_scopes)
+    assert q["recipe"]["weights"].startswith("int8") and q["recipe"]["format"] == "QDQ"
+    assert q["nodes_quantized"] > 0
+    chk = q["check_vs_float"]
+    assert chk["finite"] and chk["fused_mean_abs_diff"] <= onnx_int8.MAX_FUSED_MEAN_DIFF
+    assert "not used for calibration" in chk["inputs"]  # the 2 spare usable pairs
+    assert info.check["fused_max_diff"] <= 2  # the float graph's own check against PyTorch
+    # The exporter's module paths survive quantisation (the recipe and the profiler read them).
+    quantised = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert any(onnx_int8.module_scopes(n) for n in quantised)
+
+
+def test_export_cli_prints_what_it_calibrated_on(
+    random_checkpoint: Path, calibration_dir: Path, fp32_file: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "from_onnx.onnx"
+    # A float .onnx export as the source: quantised as it is (no new export), its size kept.
+    argv = [
+        "--onnx",
+        str(out),
+        "--checkpoint",
+        str(fp32_file),
+        "--int8",
+        "--calibration",
+        str(calibration_dir),
+    ]
+    assert export_cli.main([*argv, "--calibration-pairs", "8", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["precision"] == "int8" and (record["height"], record["width"]) == (H, W)
+    assert export_cli.main([*argv, "--calibration-pairs", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "int8" in text and "calibrated on 8 pairs" in text and "2 validation pairs left out" in text
+
+
+# ---- selection by parameter -------------------------------------------------------------------------------
+
+
+def test_int8_file_runs_by_precision_or_by_its_metadata(int8_file: Path, fp32_file: Path) -> None:
+    from sccosf_synth.scenes import generate_scene
+
+    scene = generate_scene(5, H, W)
+    with FusionEngine(int8_file, device="cpu", backend="onnxruntime", precision="int8") as e8:
+        assert e8.precision == "int8" and e8.describe()["graph_precision"] == "int8"
+        r8 = e8.infer(scene.rgb, scene.thermal, return_probs=True)
+    assert r8.fused.shape == (H, W, 3) and r8.mask.shape == (H, W) and r8.probs is not None
+    # backend auto with the default precision: the .onnx goes to ONNX Runtime and its metadata says int8
+    with FusionEngine(int8_file, device="cpu", backend="auto") as auto:
+        assert auto.backend == "onnxruntime" and auto.precision == "int8"
+    with FusionEngine(fp32_file, device="cpu", backend="onnxruntime") as e32:
+        assert e32.precision == "fp32"
+        r32 = e32.infer(scene.rgb, scene.thermal)
+    diff = np.abs(r8.fused.astype(np.int16) - r32.fused.astype(np.int16))
+    assert diff.mean() <= onnx_int8.MAX_FUSED_MEAN_DIFF
+
+
+def test_int8_asked_of_what_cannot_run_it(fp32_file: Path, random_checkpoint: Path) -> None:
+    with pytest.raises(ConfigError, match="is an fp32 graph: make an INT8 one with sccosf-export"):
+        FusionEngine(fp32_file, device="cpu", backend="onnxruntime", precision="int8")
+    for backend in ("onnxruntime", "auto"):  # auto: int8 is ONNX Runtime's, which needs an INT8 file
+        with pytest.raises(ConfigError, match=r"needs an INT8 \.onnx file.*--int8 --calibration"):
+            FusionEngine(random_checkpoint, device="cpu", backend=backend, precision="int8")
+    with pytest.raises(ConfigError, match=r"not available with backend 'torch'.*onnxruntime"):
+        FusionEngine(random_checkpoint, device="cpu", backend="torch", precision="int8")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        FusionEngine(fp32_file, device="cpu", backend="onnxruntime", precision="int4")
+
+
+def test_node_parameter_accepts_int8() -> None:
+    from sccosf_ros.node.params import ParameterError, validate
+
+    assert validate({"precision": "int8"})["precision"] == "int8"
+    with pytest.raises(ParameterError, match="precision"):
+        validate({"precision": "int4"})
+
+
+# ---- errors ---------------------------------------------------------------------------------------------
+
+
+def test_calibration_folder_errors(tmp_path: Path, random_checkpoint: Path, capsys) -> None:
+    few = tmp_path / "few"
+    _write_pairs(few, 5, layout=("rgb", "thermal"))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    out = tmp_path / "x.onnx"
+    base = ["--onnx", str(out), "--checkpoint", str(random_checkpoint), "--size", str(H), str(W)]
+    cases = [
+        (["--int8"], "--int8 needs --calibration DIR"),
+        (["--calibration", str(few)], "go with --int8"),
+        (["--int8", "--calibration", str(tmp_path / "missing")], "does not exist"),
+        (["--int8", "--calibration", str(flat)], "neither vi/ + ir/"),
+        (["--int8", "--calibration", str(few)], "has 5 usable pair(s)"),
+        (["--int8", "--calibration", str(few), "--calibration-pairs", "3"], "at least 8"),
+        (
+            ["--int8", "--calibration", str(few), "--calibration-exclude", str(tmp_path / "no.txt")],
+            "cannot read",
+        ),
+        (["--int8", "--calibration", str(few), "--dynamic-batch"], "batch 1 only"),
+    ]
+    for extra, message in cases:
+        assert export_cli.main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)  # one line, no traceback
+    assert not out.exists()
+
+
+def test_calibration_pairs_are_spread_and_exclusions_counted(tmp_path: Path) -> None:
+    names = _write_pairs(tmp_path, 20, size=(16, 16))
+    exclude = tmp_path / "dev.txt"
+    exclude.write_text("# dev pairs\ns01\ns02.png\n\n")
+    cal = onnx_int8.find_calibration_pairs(tmp_path, 9, exclude=exclude)
+    used = [p[0] for p in cal.pairs]
+    assert len(used) == 9 and used[0] == "s00" and used[-1] == "s19"  # first to last, evenly
+    assert not {"s01", "s02"} & set(used) and len(cal.spare) == 20 - 2 - 9
+    assert cal.record["excluded_file"]["count"] == 2 and cal.record["pairs_usable"] == 18
+    assert set(used) | {p[0] for p in cal.spare} | {"s01", "s02"} == set(names)
+
+
+def test_recipe_scopes_select_nodes() -> None:
+    class Node:
+        def __init__(self, name: str, op: str, group: int = 1) -> None:
+            self.name, self.op_type = name, op
+            self.attribute = [type("Attr", (), {"name": "group", "i": group})()]
+
+    class Model:
+        def __init__(self) -> None:
+            ops = (("a", "Conv", 1), ("b", "Conv", 1), ("c", "Add", 1), ("d", "Add", 1), ("e", "Conv", 1))
+            ops += (("f", "Conv", 32),)  # depthwise
+            self.graph = type("Graph", (), {"node": [Node(*spec) for spec in ops]})()
+
+    scopes = {
+        "a": ["model", "model.encoder", "model.encoder.features.0"],
+        "b": ["model", "model.encoder", "model.encoder.features.4"],
+        "c": ["model", "model.encoder", "model.encoder.features.4"],
+        "d": ["model"],
+        "e": ["model", "model.reaw", "model.reaw.head"],
+        "f": ["model", "model.encoder", "model.encoder.features.5"],
+    }
+    assert onnx_int8.select_nodes(Model(), onnx_int8.DEFAULT_RECIPE, scopes) == ["b", "c", "f"]
+    no_dw = onnx_int8.DEFAULT_RECIPE.replace(depthwise=False)
+    assert onnx_int8.select_nodes(Model(), no_dw, scopes) == ["b", "c"]
+    top = onnx_int8.Int8Recipe(op_scopes=(("Add", ("model$",)), ("Conv", ("model.reaw",))))
+    assert onnx_int8.select_nodes(Model(), top, scopes) == ["d", "e"]
+    twice = onnx_int8.Int8Recipe(op_scopes=(("Conv", ("model.reaw",)), ("Conv", ("model.encoder",))))
+    assert onnx_int8.select_nodes(Model(), twice, scopes) == ["a", "b", "e", "f"]
+
+
+# ---- the shipped model on real pairs -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not (MSRS / "vi").is_dir(), reason="../shared/data/msrs not present")
+def test_shipped_model_int8_agrees_with_float_on_real_pairs(tiny_onnx_240: Path, tmp_path: Path) -> None:
+    """Calibrated on 8 real training pairs (the dev pairs left out), compared on 4 validation pairs."""
+    out = tmp_path / "tiny_240x320_int8.onnx"
+    info = onnx_int8.export_int8(
+        tiny_onnx_240, out, MSRS, pairs=8, exclude=ROOT / "config" / "msrs_dev_split.txt"
+    )
+    assert info.precision == "int8" and info.quantization["calibration"]["validation_left_out"]["count"] == 61
+    validation = ["00004N", "00016N", "00055D", "00081D"]
+    assert all((MSRS / "seafusion" / f"{n}.png").is_file() for n in validation)
+    with (
+        FusionEngine(tiny_onnx_240, device="cpu", backend="onnxruntime", num_threads=1) as e32,
+        FusionEngine(out, device="cpu", backend="onnxruntime", precision="int8", num_threads=1) as e8,
+    ):
+        for name in validation:
+            rgb, ir = onnx_int8.read_pair(MSRS / "vi" / f"{name}.png", MSRS / "ir" / f"{name}.png", 240, 320)
+            r32, r8 = e32.infer(rgb, ir), e8.infer(rgb, ir)
+            fused = float(np.abs(r8.fused.astype(np.int16) - r32.fused.astype(np.int16)).mean())
+            agree = float((r8.mask == r32.mask).mean())
+            assert fused <= REAL_MAX_FUSED_MEAN and agree >= REAL_MIN_MASK_AGREEMENT, (name, fused, agree)
