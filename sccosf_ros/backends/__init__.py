@@ -83,7 +83,7 @@ register("torch", "sccosf_ros.backends.torch_backend:TorchBackend")
 register(
     "onnxruntime",
     "sccosf_ros.backends.ort_backend:OrtBackend",
-    ("onnx_cache", "ort_providers", "ort_session"),
+    ("onnx_cache", "ort_providers", "ort_session", "ort_provider_options"),
 )
 
 

@@ -83,7 +83,12 @@ def select_providers(
     return [*gpu, CPU]
 
 
-def _provider_options(providers: Sequence[str], device_id: int, cache_dir: Path) -> list[dict[str, str]]:
+def _provider_options(
+    providers: Sequence[str], device_id: int, cache_dir: Path, extra: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, str]]:
+    """Each provider's options: the GPU device, TensorRT's engine and timing caches on disk beside the
+    ONNX cache (so a restart loads the built engine), and ``extra`` per provider name on top (e.g.
+    ``{"TensorrtExecutionProvider": {"trt_fp16_enable": True}}`` for TensorRT's fp16 engine)."""
     out = []
     for p in providers:
         if p == TRT:
@@ -100,6 +105,8 @@ def _provider_options(providers: Sequence[str], device_id: int, cache_dir: Path)
             out.append({"device_id": str(device_id)})
         else:
             out.append({})
+    for options, p in zip(out, providers, strict=True):
+        options.update({k: str(v) for k, v in (extra or {}).get(p, {}).items()})
     return out
 
 
@@ -173,6 +180,7 @@ class OrtBackend:
             x.get("onnx_cache"),
             x.get("ort_session"),
             options.precision,
+            x.get("ort_provider_options"),
         )
         on_gpu = backend.session_providers[0] != CPU  # what runs (a file's session exists already)
         gpu = options.device if options.device.type == "cuda" else Device("cuda")
@@ -189,8 +197,10 @@ class OrtBackend:
         cache_dir: str | Path | None = None,
         session_config: dict[str, Any] | None = None,
         precision: str = "fp32",
+        provider_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._ort = import_ort()
+        self._provider_extra = dict(provider_options or {})
         self.device = Device.parse(device)
         self.checkpoint = Path(checkpoint)
         self._cache_dir = onnx_cache_dir(cache_dir)
@@ -262,7 +272,7 @@ class OrtBackend:
     # ------------------------------------------------------------------------------------------ sessions
     def _open(self, path: Path | bytes) -> Any:
         so = session_options(self._threads, **self._session_config)
-        options = _provider_options(self.providers, self._device_id, self._cache_dir)
+        options = _provider_options(self.providers, self._device_id, self._cache_dir, self._provider_extra)
         try:
             session = self._ort.InferenceSession(
                 str(path) if isinstance(path, Path) else path,
