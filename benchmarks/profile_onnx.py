@@ -72,13 +72,14 @@ def loadavg() -> str:
 
 
 def _scope(node: Any) -> str:
-    """The innermost module path the exporter recorded for a node ('' for the graph's top level)."""
-    for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
-            scopes = [s for s in json.loads(p.value.replace("'", '"')) if s]
-            mods = [s for s in scopes if s == "model" or s.startswith("model.")]
-            return mods[-1] if mods else ""
-    return "?"
+    """The innermost module path the exporter recorded for a graph node ('' for the engine's own pre/post
+    processing, '?' for a node without the record: one the quantiser added)."""
+    from sccosf_ros.backends.onnx_format import module_scopes
+
+    if not any(p.key == "pkg.torch.onnx.name_scopes" for p in node.metadata_props):
+        return "?"
+    scopes = module_scopes(node)
+    return scopes[-1] if scopes else ""
 
 
 def part_of(scope: str) -> str:

@@ -3,13 +3,14 @@
 Two commands, both on real MSRS pairs, no ROS:
 
 ``score`` — the float model and one or more INT8 models in one run on the 61 validation pairs (the pairs with
-a SeAFusion output, never trained or calibrated on): the box score per class and its mean
+a SeAFusion output, never trained or calibrated on; ``--checkpoint`` exports both first, 480×640, the INT8
+one calibrated on the training pairs with the dev pairs left out): the box score per class and its mean
 (:mod:`sccosf_ros.metrics.boxes`, against the MSRS detection boxes), the eight fusion metrics and SSIM
 (:mod:`sccosf_ros.metrics.fusion`), and how far each INT8 model's outputs are from the float model's
 (fused image in grey levels, mask agreement); then each INT8 model against :data:`TOLERANCES`::
 
-    python -m sccosf_train.int8_quality score --fp32 tiny_480x640.onnx --int8 tiny_480x640_int8.onnx \\
-        --msrs-root ../shared/data/msrs --out runs/int8_quality
+    python -m sccosf_train.int8_quality score --checkpoint models/sccosf_tiny.safetensors \\
+        --msrs-root ../shared/data/msrs --out runs/int8      # or --fp32 FILE.onnx --int8 FILE_int8.onnx
 
 ``sweep`` — the sensitivity sweep that chose what stays float (:data:`sccosf_ros.backends.onnx_int8.
 DEFAULT_RECIPE`): calibrated once on training pairs (the dev pairs left out), each candidate part of the
@@ -182,10 +183,40 @@ def score_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def exports(
+    checkpoint: Path, out: Path, root: Path, dev: str, size: tuple[int, int] = (480, 640)
+) -> tuple[Path, Path]:
+    """The checkpoint's float and INT8 files in ``out`` (``STEM_HxW.onnx`` and ``STEM_HxW_int8.onnx``; the
+    INT8 one calibrated on ``root``'s training pairs, ``dev`` left out); made again whenever the checkpoint
+    changed since, reused otherwise."""
+    from sccosf_ros.backends import onnx_int8
+    from sccosf_ros.backends.onnx_exporter import export_onnx
+    from sccosf_ros.backends.onnx_format import file_sha256
+
+    h, w = size
+    fp32, int8 = out / f"{checkpoint.stem}_{h}x{w}.onnx", out / f"{checkpoint.stem}_{h}x{w}_int8.onnx"
+    sha = file_sha256(checkpoint)
+    if not (fp32.is_file() and _source_sha(fp32) == sha):
+        export_onnx(checkpoint, fp32, h, w)
+        int8.unlink(missing_ok=True)
+    if not (int8.is_file() and _source_sha(int8) == sha):
+        onnx_int8.export_int8(fp32, int8, root, exclude=dev)
+    return fp32, int8
+
+
+def _source_sha(path: Path) -> str:
+    return _onnx_info(path).source_sha256
+
+
 def score(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.msrs_root)
     _, names = seafusion_split(root)
     names = names[: args.max_pairs] if args.max_pairs else names
+    if args.checkpoint:
+        made = exports(Path(args.checkpoint), Path(args.out), root, args.dev, tuple(args.size))
+        args.fp32, args.int8 = str(made[0]), [str(made[1])]
+    if not args.fp32 or not args.int8:
+        raise SystemExit("score: give --checkpoint, or --fp32 and --int8")
     models = {f"float ({Path(args.fp32).name})": args.fp32}
     for spec in args.int8:
         label, _, path = spec.rpartition("=")
@@ -282,6 +313,8 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             ),
         ]
         for label, recipe in variants:
+            if args.only and args.only not in label:
+                continue
             out = Path(tmp) / "candidate.onnx"
             try:
                 nodes = q8.quantize_prepared(prepared, out, scopes_of, cal, *meta, recipe, cache)
@@ -323,13 +356,17 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _onnx_size(path: Path) -> tuple[int, int]:
-    import onnx
+def _onnx_info(path: Path) -> Any:
+    import onnxruntime as ort
 
     from sccosf_ros.backends.onnx_format import read_onnx_metadata
 
-    model = onnx.load(str(path), load_external_data=False)
-    _, info = read_onnx_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return read_onnx_metadata(dict(meta.custom_metadata_map), str(path))[1]
+
+
+def _onnx_size(path: Path) -> tuple[int, int]:
+    info = _onnx_info(path)
     return info.height, info.width
 
 
@@ -349,20 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("score", help="float and INT8 models on the validation pairs, against the tolerances")
     s.add_argument(
-        "--fp32", required=True, help="the float reference: an .onnx file (or a .safetensors: torch)"
+        "--checkpoint",
+        help="export it first (float and INT8 at --size, into --out; reused while it is unchanged)",
     )
-    s.add_argument(
-        "--int8", action="append", required=True, metavar="[LABEL=]FILE", help="INT8 .onnx (repeat)"
-    )
+    s.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"), help="of the exports")
+    s.add_argument("--fp32", help="the float reference: an .onnx file (or a .safetensors: torch)")
+    s.add_argument("--int8", action="append", metavar="[LABEL=]FILE", help="INT8 .onnx (repeatable)")
     s.add_argument("--max-pairs", type=int, default=None, help="only the first N validation pairs")
     s.add_argument("--threads", type=int, default=2)
     w = sub.add_parser("sweep", help="which parts INT8 may touch: each quantised alone, on the dev pairs")
     w.add_argument("--fp32", required=True, help="the float .onnx file (sccosf-export)")
-    w.add_argument(
-        "--dev", default="config/msrs_dev_split.txt", help="evaluation pairs (never calibrated on)"
-    )
     w.add_argument("--calibration-pairs", type=int, default=32)
+    w.add_argument("--only", default=None, help="only the rows whose label contains this text (quick runs)")
     for a in (s, w):
+        a.add_argument(
+            "--dev",
+            default="config/msrs_dev_split.txt",
+            help="dev pairs: never calibrated on (sweep: evaluated on)",
+        )
         a.add_argument("--msrs-root", required=True, help="MSRS layout folder (vi/, ir/, seafusion/, boxes/)")
         a.add_argument("--out", required=True, help="folder for the .json and .md")
     return p

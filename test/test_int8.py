@@ -61,8 +61,10 @@ def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("calibration")
     _write_pairs(folder, 12)
     (folder / "seafusion").mkdir()
+    (folder / "boxes" / "fusion").mkdir(parents=True)
     for name in VALIDATION:
         (folder / "seafusion" / f"{name}.png").write_bytes(b"")  # only the names count
+        (folder / "boxes" / "fusion" / f"{name}.txt").write_text("2 0.5 0.5 0.4 0.4\n0 0.2 0.5 0.1 0.3\n")
     return folder
 
 
@@ -248,22 +250,69 @@ def test_recipe_scopes_select_nodes() -> None:
     assert onnx_int8.select_nodes(Model(), twice, scopes) == ["a", "b", "e", "f"]
 
 
+# ---- the quality tool ------------------------------------------------------------------------------------
+
+
+def test_quality_score_exports_scores_and_checks_tolerances(
+    random_checkpoint: Path, calibration_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """``int8_quality score --checkpoint``: both exports, then float and INT8 on the validation pairs."""
+    from sccosf_train import int8_quality
+
+    dev = tmp_path / "dev.txt"
+    dev.write_text("s01\ns02\n")
+    argv = ["score", "--checkpoint", str(random_checkpoint), "--size", str(H), str(W), "--dev", str(dev)]
+    argv += ["--msrs-root", str(calibration_dir), "--out", str(tmp_path / "q"), "--threads", "1"]
+    assert int8_quality.main(argv) == 0
+    report = json.loads((tmp_path / "q" / "int8_quality.json").read_text())
+    assert report["pairs"] == len(VALIDATION)  # the validation pairs only
+    fp32, int8 = (tmp_path / "q" / f"{random_checkpoint.stem}_64x96{s}.onnx" for s in ("", "_int8"))
+    assert [r["precision"] for r in report["results"].values()] == ["fp32", "int8"]
+    assert _info(int8).quantization["calibration"]["excluded_file"]["count"] == 2
+    (checks,) = report["tolerances"].values()
+    assert {"box mean F", "box F car", "SSIM", "fused image (grey levels, mean)"} <= set(checks)
+    assert all(set(c) == {"measured", "bound", "holds"} for c in checks.values())
+    assert "tolerances hold" in capsys.readouterr().out
+    stamp = int8.stat().st_mtime_ns
+    assert int8_quality.main(argv) == 0  # the same checkpoint: the exports are reused
+    assert int8.stat().st_mtime_ns == stamp and fp32.is_file()
+
+
+def test_quality_sweep_quantises_one_part_at_a_time(
+    fp32_file: Path, calibration_dir: Path, tmp_path: Path
+) -> None:
+    from sccosf_train import int8_quality
+
+    dev = tmp_path / "dev.txt"
+    dev.write_text("s01\ns02\n")
+    argv = ["sweep", "--fp32", str(fp32_file), "--msrs-root", str(calibration_dir), "--dev", str(dev)]
+    argv += ["--calibration-pairs", "8", "--only", "ReAW head", "--out", str(tmp_path / "s")]
+    assert int8_quality.main(argv) == 0
+    report = json.loads((tmp_path / "s" / "int8_sweep.json").read_text())
+    (row,) = report["rows"]
+    assert row["part"].startswith("ReAW head") and row["nodes"] >= 3 and row["frames"] == 2
+    assert 0 <= row["mask_agreement"] <= 1 and row["fused_mean_abs_diff"] >= 0
+    assert not {"s01", "s02"} & set(report["calibration"]["names"])
+
+
 # ---- the shipped model on real pairs -----------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not (MSRS / "vi").is_dir(), reason="../shared/data/msrs not present")
-def test_shipped_model_int8_agrees_with_float_on_real_pairs(tiny_onnx_240: Path, tmp_path: Path) -> None:
-    """Calibrated on 8 real training pairs (the dev pairs left out), compared on 4 validation pairs."""
-    out = tmp_path / "tiny_240x320_int8.onnx"
-    info = onnx_int8.export_int8(
-        tiny_onnx_240, out, MSRS, pairs=8, exclude=ROOT / "config" / "msrs_dev_split.txt"
-    )
-    assert info.precision == "int8" and info.quantization["calibration"]["validation_left_out"]["count"] == 61
-    validation = ["00004N", "00016N", "00055D", "00081D"]
+def test_shipped_model_int8_agrees_with_float_on_real_pairs(tiny_onnx_240: Path, tiny_int8_240: Path) -> None:
+    """Calibrated on 8 real training pairs (the dev pairs left out; conftest), compared on 4 validation
+    pairs."""
+    info = _info(tiny_int8_240)
+    cal = info.quantization["calibration"]
+    assert info.precision == "int8" and cal["folder"] == str(MSRS.resolve())
+    assert cal["validation_left_out"]["count"] == 61 and cal["excluded_file"]["count"] == 20
+    validation = ["00004N", "00028N", "00055D", "00103D"]  # two night, two day
     assert all((MSRS / "seafusion" / f"{n}.png").is_file() for n in validation)
     with (
         FusionEngine(tiny_onnx_240, device="cpu", backend="onnxruntime", num_threads=1) as e32,
-        FusionEngine(out, device="cpu", backend="onnxruntime", precision="int8", num_threads=1) as e8,
+        FusionEngine(
+            tiny_int8_240, device="cpu", backend="onnxruntime", precision="int8", num_threads=1
+        ) as e8,
     ):
         for name in validation:
             rgb, ir = onnx_int8.read_pair(MSRS / "vi" / f"{name}.png", MSRS / "ir" / f"{name}.png", 240, 320)
@@ -271,3 +320,32 @@ def test_shipped_model_int8_agrees_with_float_on_real_pairs(tiny_onnx_240: Path,
             fused = float(np.abs(r8.fused.astype(np.int16) - r32.fused.astype(np.int16)).mean())
             agree = float((r8.mask == r32.mask).mean())
             assert fused <= REAL_MAX_FUSED_MEAN and agree >= REAL_MIN_MASK_AGREEMENT, (name, fused, agree)
+
+
+def test_profile_tool_splits_the_time_by_operator_and_part(
+    tiny_onnx_240: Path, tiny_int8_240: Path, tmp_path: Path
+) -> None:
+    """benchmarks/profile_onnx.py (docs/onnx.md's tables): every kernel traced to a part of the network."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "profile.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "profile_onnx.py"),
+        str(tiny_onnx_240),
+        str(tiny_int8_240),
+    ]
+    cmd += ["--threads", "1", "--runs", "2", "--warmup", "1", "--pairs", "1", "--json", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    fp32, int8 = json.loads(out.read_text())["profiles"]
+    for p in (fp32, int8):
+        parts = {r["name"]: r["ms"] for r in p["parts"]}
+        assert parts.get("?", 0) < 0.02 * p["kernel_ms_per_run"], parts  # (almost) nothing unattributed
+        assert (
+            any(name.startswith("encoder") for name in parts)
+            and abs(sum(r["share"] for r in p["ops"]) - 1) < 1e-3
+        )
+    assert "QLinearConv" in {r["name"] for r in int8["ops"]} and "QLinearConv" not in {
+        r["name"] for r in fp32["ops"]
+    }
