@@ -133,9 +133,25 @@ def test_export_cli_prints_what_it_calibrated_on(
     assert export_cli.main([*argv, "--calibration-pairs", "8", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["precision"] == "int8" and (record["height"], record["width"]) == (H, W)
+    assert record["quantization"]["recipe"]["calibration"] == "minmax"  # the default
     assert export_cli.main([*argv, "--calibration-pairs", "8"]) == 0
     text = capsys.readouterr().out
     assert "int8" in text and "calibrated on 8 pairs" in text and "2 validation pairs left out" in text
+
+
+def test_export_cli_passes_the_calibration_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--calibration-method percentile``: the default recipe with percentile ranges (the rest unchanged)."""
+    seen = {}
+
+    def fake_export_int8(*args, recipe, **kwargs):
+        seen["recipe"] = recipe
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(export_cli, "export_int8", fake_export_int8)
+    argv = ["--onnx", str(tmp_path / "o.onnx"), "--int8", "--calibration", str(tmp_path)]
+    assert export_cli.main([*argv, "--calibration-method", "percentile"]) != 0
+    assert seen["recipe"] == onnx_int8.DEFAULT_RECIPE.replace(calibration="percentile")
+    assert export_cli.main(argv) != 0 and seen["recipe"] == onnx_int8.DEFAULT_RECIPE
 
 
 # ---- selection by parameter -------------------------------------------------------------------------------
