@@ -17,7 +17,7 @@ STEPS = ("env", "tests", "precision", "forward", "onnx", "node", "scan", "train"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)  # the INT8 fixture's export (once a session) is not the dry run's
 def test_cpu_dry_run_writes_every_step(tmp_path: Path, tiny_onnx_240: Path, tiny_int8_240: Path) -> None:
     out = tmp_path / "gpu_check"
     env = dict(
