@@ -480,7 +480,7 @@ def test_explicit_input_qos_is_kept_whatever_the_publishers_offer(rig_factory: C
         ("sync_slop", -0.1, "must be > 0"),
         ("sync_queue_size", 0, "must be >= 1"),
         ("device", "gpu7", "'auto', 'cpu'"),
-        ("precision", "int8", "fp32"),
+        ("precision", "int4", "fp32"),
         ("input_qos", "fast", "auto"),
         ("output_qos", "auto", "sensor_data"),
         ("overlay_alpha", 1.5, "[0, 1]"),
