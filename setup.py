@@ -48,6 +48,9 @@ setup(
         # The ONNX Runtime backend and `sccosf-export` (never needed by the default torch path). Running an
         # exported .onnx file needs only onnxruntime (or onnxruntime-gpu for CUDA/TensorRT).
         "onnx": ["onnxruntime>=1.17", "onnx>=1.16", "onnxscript>=0.2"],
+        # The same on an NVIDIA GPU: onnxruntime-gpu brings the CUDA and TensorRT execution providers (and
+        # the CPU one); install it instead of "onnx", not beside it (both provide the onnxruntime module).
+        "onnxruntime-gpu": ["onnxruntime-gpu>=1.17", "onnx>=1.16", "onnxscript>=0.2"],
     },
     zip_safe=True,
     maintainer="sccosf_ros maintainers",

@@ -13,7 +13,13 @@ present, otherwise synthetic scenes. The ONNX model is the engine's cache-mode e
 Variants: ``torch`` (``--threads`` threads; the reference), ``ort`` (the engine's defaults: graph
 optimisation all, sequential, no spinning, same threads), and with ``--variants all`` also ORT with
 spinning, with the extended (no NCHWc layout) and basic optimisation levels, with parallel execution, and
-both backends at one thread. ``/proc/loadavg`` is recorded before and after.
+both backends at one thread. ``--int8 FILE`` (an INT8 file from ``sccosf-export --int8``) adds ``ort int8``
+at ``--threads`` and at one thread, with ``torch`` and ``ort`` at one thread beside it: INT8 against float
+ONNX Runtime against torch, one and two threads, in one run::
+
+    python benchmarks/bench_onnx.py --onnx tiny_480x640.onnx --int8 tiny_480x640_int8.onnx --rounds 40
+
+``/proc/loadavg`` is recorded before and after.
 """
 
 from __future__ import annotations
@@ -76,9 +82,13 @@ def variants(args: argparse.Namespace) -> dict[str, dict]:
                 },
             }
         )
-        if t != 1:
-            out["torch 1t"] = {"backend": "torch", "num_threads": 1}
-            out["ort 1t"] = {"backend": "onnxruntime", "num_threads": 1}
+    if args.int8:
+        out["ort int8"] = {"backend": "onnxruntime", "num_threads": t, "onnx": args.int8, "precision": "int8"}
+    if t != 1 and (args.variants == "all" or args.int8):
+        out["torch 1t"] = {"backend": "torch", "num_threads": 1}
+        out["ort 1t"] = {"backend": "onnxruntime", "num_threads": 1}
+        if args.int8:
+            out["ort int8 1t"] = {**out["ort int8"], "num_threads": 1}
     return out
 
 
@@ -92,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--onnx-cache", default=None, help="cache folder for the export (default: the engine's)"
+    )
+    parser.add_argument(
+        "--int8", default=None, help="an INT8 .onnx file (sccosf-export --int8): adds 'ort int8' rows"
     )
     parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for both backends")
@@ -114,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     t_export = time.perf_counter()
     for name, spec in specs.items():
         ckpt = args.onnx if (spec["backend"] == "onnxruntime" and args.onnx) else args.checkpoint
+        ckpt = spec.get("onnx", ckpt)
         # torch's thread count is process-wide and set before each torch call; ORT's is per session.
         kw = {k: v for k, v in spec.items() if k != "num_threads" or spec["backend"] == "onnxruntime"}
+        kw.pop("onnx", None)
         engines[name] = FusionEngine(ckpt, device=args.device, onnx_cache=args.onnx_cache, **kw)
         if spec["backend"] == "onnxruntime":
             engines[name].warmup(h, w, runs=1)  # cache mode: exports on the first run
@@ -159,33 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t_all
     load_end = loadavg()
 
-    ref_ms = statistics.median(times["torch"])
-    rows = []
-    for name in names:
-        ms = times[name]
-        med = statistics.median(ms)
-        rows.append(
-            {
-                "variant": name,
-                "backend": specs[name]["backend"],
-                "threads": threads[name],
-                "session": specs[name].get("ort_session", {}),
-                "median_ms": round(med, 1),
-                "p10_ms": round(float(np.percentile(ms, 10)), 1),
-                "p90_ms": round(float(np.percentile(ms, 90)), 1),
-                "fps": round(1000.0 / med, 2),
-                "speedup_vs_torch": round(ref_ms / med, 2),
-                "inference_median_ms": round(statistics.median(s["inference"] for s in stages[name]), 1),
-                "runs": len(ms),
-                **({"agreement": agreement[name]} if name in agreement else {}),
-            }
-        )
+    rows = [result_row(name, specs, times, stages, agreement) for name in names]
     result = {
         "benchmark": "FusionEngine.infer, torch vs onnxruntime, interleaved",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "checkpoint": str(engines["torch"].checkpoint),
-        "onnx_files": engines["ort"].describe().get("onnx_files"),
+        "onnx_files": sorted({f for e in engines.values() for f in e.describe().get("onnx_files", [])}),
         "size": [h, w],
         "frames": source,
         "rounds": args.rounds,
@@ -205,6 +200,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def result_row(
+    name: str,
+    specs: dict[str, dict],
+    times: dict[str, list[float]],
+    stages: dict[str, list[dict[str, float]]],
+    agreement: dict[str, dict],
+) -> dict:
+    """One variant's figures; its speed-ups against torch and float ONNX Runtime at the same threads."""
+
+    def same_threads(backend: str, precision: str) -> float | None:
+        for other, spec in specs.items():
+            same = spec["backend"] == backend and spec.get("precision", "fp32") == precision
+            if same and spec["num_threads"] == specs[name]["num_threads"]:
+                return statistics.median(times[other])
+        return None
+
+    ms = times[name]
+    med = statistics.median(ms)
+    torch_ms, ort_ms = same_threads("torch", "fp32"), same_threads("onnxruntime", "fp32")
+    return {
+        "variant": name,
+        "backend": specs[name]["backend"],
+        "precision": specs[name].get("precision", "fp32"),
+        "threads": specs[name]["num_threads"],
+        "session": specs[name].get("ort_session", {}),
+        "median_ms": round(med, 1),
+        "p10_ms": round(float(np.percentile(ms, 10)), 1),
+        "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        "fps": round(1000.0 / med, 2),
+        "speedup_vs_torch": round(torch_ms / med, 2) if torch_ms else None,
+        "speedup_vs_ort_fp32": round(ort_ms / med, 2) if ort_ms else None,
+        "inference_median_ms": round(statistics.median(s["inference"] for s in stages[name]), 1),
+        "runs": len(ms),
+        **({"agreement": agreement[name]} if name in agreement else {}),
+    }
+
+
 def _cores() -> int | None:
     import os
 
@@ -217,9 +249,9 @@ def table(result: dict) -> str:
         f"{result['rounds']} interleaved rounds; loadavg {result['loadavg']['timed_start']} -> "
         f"{result['loadavg']['end']}",
         "",
-        "| variant | threads | median ms | p10 ms | p90 ms | frames/s | × torch | network ms "
+        "| variant | threads | median ms | p10 ms | p90 ms | frames/s | × torch | × ort fp32 | network ms "
         "| fused max diff | mask agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         a = r.get("agreement", {})
@@ -227,7 +259,8 @@ def table(result: dict) -> str:
         agree = f"{a['mask_agreement_min']:.4%}" if a else "–"
         lines.append(
             f"| {r['variant']} | {r['threads']} | {r['median_ms']} | {r['p10_ms']} | {r['p90_ms']} "
-            f"| {r['fps']} | {r['speedup_vs_torch']} | {r['inference_median_ms']} | {diff} | {agree} |"
+            f"| {r['fps']} | {r['speedup_vs_torch'] or '–'} | {r['speedup_vs_ort_fp32'] or '–'} "
+            f"| {r['inference_median_ms']} | {diff} | {agree} |"
         )
     return "\n".join(lines)
 

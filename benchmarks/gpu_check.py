@@ -413,13 +413,150 @@ def worker_path(h: int, w: int, duration: float) -> dict[str, Any]:
 
 
 def step_onnx(a: argparse.Namespace) -> dict[str, Any]:
-    """The exported model in ONNX Runtime with the CUDA and CPU providers: agreement and speed."""
-    return _onnx(a, ("CUDA", "CPU"))
+    """The exported model in ONNX Runtime: fp32 with the CUDA and CPU providers, fp16 with CUDA (a float16
+    copy of the graph), and the INT8 file on this machine's CPU against fp32 at the same threads."""
+    return _onnx(a, ("CUDA", "CUDA fp16", "CPU", "CPU INT8"))
 
 
 def step_onnx_trt(a: argparse.Namespace) -> dict[str, Any]:
-    """The same with TensorRT (its engine build can take minutes: a step of its own, near the end)."""
-    return _onnx(a, ("TensorRT",))
+    """The same with TensorRT, fp16 first (its engine builds can take minutes: a step of its own, near the
+    end); engines are cached on disk, and a second session shows the cache being used."""
+    return _onnx(a, ("TensorRT fp16", "TensorRT"))
+
+
+TRT = "TensorrtExecutionProvider"
+ROW_PROVIDERS = {
+    "TensorRT": [TRT],
+    "TensorRT fp16": [TRT],
+    "CUDA": ["CUDAExecutionProvider"],
+    "CUDA fp16": ["CUDAExecutionProvider"],
+    "CPU": ["CPUExecutionProvider"],
+}
+
+
+def _onnx_files(a: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(float, INT8) model files: ``--onnx`` / ``--int8``, else the carried ones by their metadata."""
+    import onnxruntime as ort
+
+    from sccosf_ros.backends.onnx_format import EXPORT_KEY
+
+    fp32, int8 = a.onnx, a.int8
+    for path in sorted((CARRY / "onnx").glob("*.onnx")):
+        if path.stem.endswith(FP16_SUFFIX):  # the float16 copy (gpu_wheels.sh --fp16): CUDA fp16 row only
+            continue
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        precision = json.loads(meta.custom_metadata_map.get(EXPORT_KEY, "{}")).get("precision", "fp32")
+        if precision == "int8":
+            int8 = int8 or path
+        else:
+            fp32 = fp32 or path
+    return fp32, int8
+
+
+FP16_SUFFIX = "_fp16"
+
+
+def float16_copy(model: Path, out: Path) -> Path:
+    """The graph with float16 weights and arithmetic inside, float32/uint8 at its inputs and outputs
+    (onnxruntime.transformers' converter; needs the onnx package, which the GPU machine may lack: there the
+    copy ``benchmarks/gpu_wheels.sh --fp16`` made beside the float file is used)."""
+    path = out / f"{model.stem}{FP16_SUFFIX}.onnx"
+    carried = model.with_name(path.name)
+    if carried.is_file():
+        return carried
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:
+        raise StepSkippedError(
+            f"the float16 conversion needs the onnx package ({exc}); gpu_wheels.sh --fp16 carries the copy"
+        ) from None
+    if not path.is_file():
+        converted = convert_float_to_float16(onnx.load(str(model)), keep_io_types=True)
+        onnx.save(converted, str(path))
+    return path
+
+
+def _provider_row(
+    label: str, model: Path, data: list, ref: list, seconds: float, cache: Path
+) -> dict[str, Any]:
+    """One provider: start (TensorRT: engine build), agreement with torch CPU fp32, speed; for TensorRT a
+    second session, which loads the engine from the cache instead of building it."""
+    from sccosf_ros.engine import FusionEngine
+
+    extra = {TRT: {"trt_fp16_enable": True}} if label == "TensorRT fp16" else {}
+    kw = {"ort_providers": ROW_PROVIDERS[label], "ort_provider_options": extra, "onnx_cache": cache}
+    t = time.perf_counter()
+    eng = FusionEngine(model, device="auto", backend="onnxruntime", **kw)
+    eng.infer(*data[0])  # TensorRT builds its engine here (cached under the ONNX cache dir's trt/)
+    start_s = time.perf_counter() - t
+    used = eng.describe()["providers"]
+    worst, share = 0, 0.0
+    for r, p in zip(ref, data, strict=True):
+        d = diff(eng.infer(*p), r)
+        worst, share = max(worst, d["fused_max_diff"]), max(share, d["mask_differ_share"])
+    ms = timed(lambda eng=eng: eng.infer(*data[0]), seconds)
+    eng.close()
+    row = {
+        "model": model.name,
+        "providers_in_use": used,
+        "first_call_s": round(start_s, 1),
+        "median_ms": round(statistics.median(ms), 2),
+        "frames_per_s": round(1000.0 / statistics.median(ms), 1),
+        "vs_torch_cpu_fp32": {"fused_max_diff": worst, "mask_differ_share_max": share},
+    }
+    if label.startswith("TensorRT"):
+        t = time.perf_counter()
+        with FusionEngine(model, device="auto", backend="onnxruntime", **kw) as again:
+            again.infer(*data[0])
+        row["cached_engine_first_call_s"] = round(time.perf_counter() - t, 1)
+        row["engine_cache"] = str(cache / "trt")
+    return row
+
+
+def cpu_flags() -> dict[str, Any]:
+    """The CPU's model name and the instruction sets that decide INT8 speed (VNNI: 8-bit dot products)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return {
+        "cpu": name or platform.processor(),
+        "cores": os.cpu_count(),
+        "flags": [f for f in wanted if f in flags],
+    }
+
+
+def _int8_row(fp32: Path, int8: Path, data: list, seconds: float) -> dict[str, Any]:
+    """INT8 and fp32 on this CPU, interleaved, at 2 threads and at all cores; agreement of the two."""
+    from sccosf_ros.engine import FusionEngine
+
+    rows: dict[str, Any] = {**cpu_flags(), "model": int8.name}
+    for threads in dict.fromkeys((2, os.cpu_count() or 2)):
+        kw = {"device": "cpu", "backend": "onnxruntime", "num_threads": threads}
+        with FusionEngine(fp32, **kw) as e32, FusionEngine(int8, precision="int8", **kw) as e8:
+            if "vs_float" not in rows:
+                fused, agree = [], []
+                for p in data:
+                    r32, r8 = e32.infer(*p), e8.infer(*p)
+                    fused.append(float(np.abs(r8.fused.astype(np.int16) - r32.fused.astype(np.int16)).mean()))
+                    agree.append(float((r8.mask == r32.mask).mean()))
+                rows["vs_float"] = {"fused_mean_abs_diff": max(fused), "mask_agreement_min": min(agree)}
+            ms32: list[float] = []
+            ms8: list[float] = []
+            t_end = time.perf_counter() + seconds
+            while len(ms8) < 3 or time.perf_counter() < t_end:
+                for eng, out in ((e32, ms32), (e8, ms8)):
+                    t = time.perf_counter()
+                    eng.infer(*data[0])
+                    out.append((time.perf_counter() - t) * 1e3)
+        m32, m8 = statistics.median(ms32), statistics.median(ms8)
+        rows[f"threads_{threads}"] = {
+            "fp32_median_ms": round(m32, 2),
+            "int8_median_ms": round(m8, 2),
+            "int8_speedup": round(m32 / m8, 2),
+        }
+    return rows
 
 
 def _onnx(a: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
@@ -427,13 +564,12 @@ def _onnx(a: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
         import onnxruntime as ort
     except ImportError as exc:
         raise StepSkippedError(f"onnxruntime not importable ({exc})") from None
+    from sccosf_ros.backends.onnx_format import read_onnx_metadata
     from sccosf_ros.engine import FusionEngine
 
-    model = a.onnx or next(iter(sorted((CARRY / "onnx").glob("*.onnx"))), None)
+    model, int8 = _onnx_files(a)
     if model is None:
         raise StepSkippedError("no ONNX model: pass --onnx or run benchmarks/gpu_wheels.sh (it exports one)")
-    from sccosf_ros.backends.onnx_format import read_onnx_metadata
-
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     _, info = read_onnx_metadata(dict(sess.get_modelmeta().custom_metadata_map), str(model))
     del sess
@@ -444,43 +580,30 @@ def _onnx(a: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
     ref = [ref_engine.infer(*p) for p in data]
     ref_engine.close()
     available = ort.get_available_providers()
+    cache = Path(os.environ.get("SCCOSF_ONNX_CACHE") or a.out / "onnx_cache")
     rows: dict[str, Any] = {}
-    every = {
-        "TensorRT": ["TensorrtExecutionProvider"],
-        "CUDA": ["CUDAExecutionProvider"],
-        "CPU": ["CPUExecutionProvider"],
-    }
-    for label, providers in ((k, every[k]) for k in labels):
-        if providers[0] not in available:
-            rows[label] = {"skipped": f"{providers[0]} not in this onnxruntime build"}
-            continue
-        if a.dry_run and label != "CPU":
-            continue
-        t = time.perf_counter()
+    for label in labels:
         try:
-            eng = FusionEngine(model, device="auto", backend="onnxruntime", ort_providers=providers)
-            first = eng.infer(*data[0])  # TensorRT builds its engine here (cached in the ONNX cache dir)
+            if label == "CPU INT8":
+                if int8 is None:
+                    raise StepSkippedError("no INT8 file (benchmarks/gpu_wheels.sh --int8, or --int8 FILE)")
+                rows[label] = _int8_row(model, int8, data, seconds)
+                continue
+            provider = ROW_PROVIDERS[label][0]
+            if provider not in available:
+                raise StepSkippedError(f"{provider} not in this onnxruntime build")
+            if a.dry_run and provider != "CPUExecutionProvider":
+                continue
+            path = float16_copy(model, a.out) if label == "CUDA fp16" else model
+            sub = cache / "fp16" if label == "TensorRT fp16" else cache  # one engine cache per precision
+            rows[label] = _provider_row(label, path, data, ref, seconds, sub)
+        except StepSkippedError as exc:
+            rows[label] = {"skipped": str(exc)}
         except Exception as exc:  # a provider that does not load is a result, not a crash
             rows[label] = {"failed": f"{type(exc).__name__}: {exc}"[:400]}
-            continue
-        start_s = time.perf_counter() - t
-        used = eng.describe()["providers"]
-        worst, share = 0, 0.0
-        for r, p in zip(ref, data, strict=True):
-            d = diff(eng.infer(*p), r)
-            worst, share = max(worst, d["fused_max_diff"]), max(share, d["mask_differ_share"])
-        ms = timed(lambda eng=eng: eng.infer(*data[0]), seconds)
-        rows[label] = {
-            "providers_in_use": used,
-            "first_call_s": round(start_s, 1),
-            "median_ms": round(statistics.median(ms), 2),
-            "frames_per_s": round(1000.0 / statistics.median(ms), 1),
-            "vs_torch_cpu_fp32": {"fused_max_diff": worst, "mask_differ_share_max": share},
-        }
-        del first
-        eng.close()
     return {
         "model": str(model),
+        "int8_model": str(int8) if int8 else None,
         "size": [h, w],
         "seg_refine": info.seg_refine,
         "frames": source,
@@ -725,7 +848,7 @@ def _md_onnx(d: dict[str, Any]) -> list[str]:
     lines = ["", f"**ONNX Runtime** ({Path(d['model']).name})", ""]
     return lines + [
         f"- {k}: " + ", ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items()) for k, v in d["rows"].items()
-    ]
+    ]  # nested values (threads, agreement) print as their dicts
 
 
 def _md_scan(d: dict[str, Any]) -> list[str]:
@@ -785,7 +908,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, short durations")
     ap.add_argument("--budget", type=float, default=120.0, help="seconds this step may take (from the shell)")
-    ap.add_argument("--onnx", type=Path, default=None, help="ONNX model for the onnx step")
+    ap.add_argument("--onnx", type=Path, default=None, help="float ONNX model for the onnx steps")
+    ap.add_argument(
+        "--int8", type=Path, default=None, help="INT8 ONNX model for the onnx step's CPU INT8 row"
+    )
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.dry_run:  # one thread: on a busy 2-core machine two torch threads can be 10x slower, not faster

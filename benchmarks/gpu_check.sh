@@ -9,8 +9,9 @@
 # benchmarks/gpu_wheels.sh; no network needed). Each step runs in its own process under its own timeout and
 # writes WORK/steps/STEP.json (WORK: $GPU_CHECK_WORK or a new /tmp folder); a step that fails or times out is
 # recorded and the next one runs. At the end OUT gets results.json and results.md (everything) and
-# details.tar.gz (step records, logs, pytest's junit XML). Steps: env, tests, precision, forward, onnx (CUDA,
-# CPU providers), node, scan, train, onnx_trt (TensorRT: its engine build may be slow, so it goes last).
+# details.tar.gz (step records, logs, pytest's junit XML). Steps: env, tests, precision, forward, onnx (CUDA
+# fp32 and fp16, CPU fp32, INT8 on this CPU), node, scan, train, onnx_trt (TensorRT fp16 and fp32: its engine
+# builds may be slow, so it goes last).
 set -u
 
 DRY=0
@@ -31,7 +32,13 @@ TOTAL_S="${GPU_CHECK_TOTAL_S:-470}"   # 8 minutes less a margin for the report
 START=$(date +%s)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-export SCCOSF_ONNX_CACHE="${SCCOSF_ONNX_CACHE:-$WORK/onnx_cache}"  # TensorRT engines are cached here too
+# TensorRT engines are cached under $SCCOSF_ONNX_CACHE/trt (fp16 ones under fp16/trt): on the GPU machine in
+# gpu_carry/onnx_cache, so a second run in the same session loads them instead of building them again.
+if [ "$DRY" = 0 ] && [ -d "$ROOT/gpu_carry" ]; then
+    export SCCOSF_ONNX_CACHE="${SCCOSF_ONNX_CACHE:-$ROOT/gpu_carry/onnx_cache}"
+else
+    export SCCOSF_ONNX_CACHE="${SCCOSF_ONNX_CACHE:-$WORK/onnx_cache}"
+fi
 DRY_FLAG=()
 if [ "$DRY" = 1 ]; then
     DRY_FLAG=(--dry-run)
@@ -103,6 +110,9 @@ EXTRA=()
 if [ -n "${GPU_CHECK_ONNX:-}" ]; then
     EXTRA=(--onnx "$GPU_CHECK_ONNX")
 fi
+if [ -n "${GPU_CHECK_INT8:-}" ]; then
+    EXTRA+=(--int8 "$GPU_CHECK_INT8")
+fi
 rm -f "$WORK"/steps/*.json
 if [ "$DRY" = 1 ]; then
     # Short budgets: the dry run must stay quick (test/test_gpu_check.py runs it).
@@ -112,7 +122,7 @@ else
     # Typical H100/H200 times are well under these budgets; train (2 minutes of steps) and TensorRT (its
     # engine build) come last and get what is left of TOTAL_S.
     run_step env 30; run_step tests 100; run_step precision 45; run_step forward 60
-    run_step onnx 40; run_step node 100; run_step scan 45; run_step train 160; run_step onnx_trt 90
+    run_step onnx 60; run_step node 100; run_step scan 45; run_step train 160; run_step onnx_trt 120
 fi
 "$PY" "$ROOT/benchmarks/gpu_check.py" report --out "$WORK" >>"$WORK/logs/gpu_check.txt" 2>&1 \
     || log "report failed"

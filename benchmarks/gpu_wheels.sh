@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare gpu_carry/ (ignored by git) for benchmarks/gpu_check.sh on a GPU machine without network.
 #
-#   bash benchmarks/gpu_wheels.sh [--no-ros] [--no-mamba] [--pairs N]
+#   bash benchmarks/gpu_wheels.sh [--no-ros] [--no-mamba] [--pairs N] [--int8] [--fp16]
 #
 # The GPU machine has Python 3.12 with CUDA torch, triton, onnxruntime, safetensors and OpenCV; this puts
 # beside the repository what it lacks, within the 64 MiB a device run can carry:
@@ -10,7 +10,11 @@
 #                          mamba_ssm-*.whl, built here without CUDA (pure Python: its Triton SSD kernels);
 #   gpu_carry/ros_wheels/  ROS 2 Jazzy rclpy, sensor_msgs, std_msgs, diagnostic_msgs, rmw_fastrtps_cpp
 #                          and their ros-* dependencies for cp312 (empy, sdist-only, built into a wheel);
-#   gpu_carry/onnx/        the shipped tiny model exported at 480x640 (checked against PyTorch here);
+#   gpu_carry/onnx/        the shipped tiny model exported at 480x640 (checked against PyTorch here), and
+#                          with --int8 its INT8 file (5.7 MB; calibrated on ../shared/data/msrs training
+#                          pairs) for the onnx step's "CPU INT8" row, and with --fp16 its float16 copy
+#                          (6 MB; the GPU machine lacks the onnx package that makes it) for "CUDA fp16":
+#                          with ROS either passes 64 MiB, so they go with --no-ros (or a smaller carry);
 #   gpu_carry/msrs/        N real MSRS pairs copied from ../shared/data/msrs when it exists (not part of
 #                          the project: the GPU machine has no ../shared).
 # Then: carry gpu_carry (one ignored path) with the working tree and run benchmarks/gpu_check.sh there.
@@ -21,6 +25,8 @@ CARRY="$ROOT/gpu_carry"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 ROS=1
 MAMBA=1
+INT8=0
+FP16=0
 PAIRS=4
 LIMIT_MIB=64
 while [ $# -gt 0 ]; do
@@ -28,6 +34,8 @@ while [ $# -gt 0 ]; do
         --no-ros) ROS=0 ;;
         --no-mamba) MAMBA=0 ;;
         --pairs) PAIRS="$2"; shift ;;
+        --int8) INT8=1 ;;
+        --fp16) FP16=1 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -66,8 +74,20 @@ if [ "$ROS" = 1 ]; then
 fi
 
 echo "== ONNX export of the shipped tiny model at 480x640"
-if ! ls "$CARRY"/onnx/*.onnx >/dev/null 2>&1; then
+if [ ! -f "$CARRY/onnx/sccosf_tiny_480x640.onnx" ]; then
     "$PY" -m sccosf_ros.cli.export --onnx "$CARRY/onnx/sccosf_tiny_480x640.onnx" --size 480 640
+fi
+if [ "$INT8" = 1 ] && [ ! -f "$CARRY/onnx/sccosf_tiny_480x640_int8.onnx" ]; then
+    echo "== its INT8 file (calibrated on the MSRS training pairs, dev pairs left out)"
+    "$PY" -m sccosf_ros.cli.export --onnx "$CARRY/onnx/sccosf_tiny_480x640_int8.onnx" --int8 \
+        --checkpoint "$CARRY/onnx/sccosf_tiny_480x640.onnx" --calibration "$ROOT/../shared/data/msrs" \
+        --calibration-exclude "$ROOT/config/msrs_dev_split.txt"
+fi
+if [ "$FP16" = 1 ] && [ ! -f "$CARRY/onnx/sccosf_tiny_480x640_fp16.onnx" ]; then
+    echo "== its float16 copy (for ONNX Runtime CUDA fp16)"
+    "$PY" -c 'import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import gpu_check
+gpu_check.float16_copy(Path(sys.argv[2]), Path(sys.argv[2]).parent)' \
+        "$ROOT/benchmarks" "$CARRY/onnx/sccosf_tiny_480x640.onnx"
 fi
 
 MSRS="$ROOT/../shared/data/msrs"

@@ -98,8 +98,8 @@ class FusionEngine:
     is the same either way. ``channels_last`` is a memory-layout hint (default: on for CUDA).
 
     Further keyword options belong to a backend (:data:`sccosf_ros.backends.backend_options`), e.g. the
-    ONNX Runtime backend's ``onnx_cache``, ``ort_providers`` and ``ort_session`` (docs/onnx.md); a backend
-    ignores the options of others, so callers of ``auto`` may pass them.
+    ONNX Runtime backend's ``onnx_cache``, ``ort_providers``, ``ort_session`` and ``ort_provider_options``
+    (docs/onnx.md); a backend ignores the options of others, so callers of ``auto`` may pass them.
     """
 
     def __init__(

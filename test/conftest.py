@@ -62,3 +62,29 @@ def tiny_onnx_240(onnx_cache: Path) -> Path:
         engine.warmup(240, 320, runs=1)
         (path,) = engine.describe()["onnx_files"]
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_240(tiny_onnx_240: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """That float export quantised to INT8 (``export_int8``), calibrated on 8 real MSRS training pairs (the
+    dev pairs left out) where ``../shared`` has them, else on 8 synthetic pairs written here."""
+    from sccosf_ros.backends.onnx_int8 import export_int8
+
+    root = Path(__file__).resolve().parents[1]
+    msrs = root.parent / "shared" / "data" / "msrs"
+    folder, exclude = msrs, root / "config" / "msrs_dev_split.txt"
+    if not (msrs / "vi").is_dir():
+        import cv2
+
+        from sccosf_synth.scenes import generate_scene
+
+        folder, exclude = tmp_path_factory.mktemp("calibration_240"), None
+        for d in ("vi", "ir"):
+            (folder / d).mkdir()
+        for i in range(8):
+            scene = generate_scene(800 + i, 240, 320, night=bool(i % 2))
+            cv2.imwrite(str(folder / "vi" / f"p{i}.png"), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(folder / "ir" / f"p{i}.png"), scene.thermal)
+    out = tmp_path_factory.mktemp("int8_240") / "sccosf_tiny_240x320_int8.onnx"
+    export_int8(tiny_onnx_240, out, folder, pairs=8, exclude=exclude)
+    return out

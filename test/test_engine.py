@@ -118,7 +118,11 @@ def test_precision_and_device_errors(random_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match=r"fp16.*needs a CUDA device"):
         FusionEngine(random_checkpoint, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="precision must be one of"):
-        FusionEngine(random_checkpoint, device="cpu", precision="int8")
+        FusionEngine(random_checkpoint, device="cpu", precision="int4")
+    with pytest.raises(
+        ValueError, match=r"'int8' is not available with backend 'torch'.*sccosf-export .*--int8"
+    ):
+        FusionEngine(random_checkpoint, device="cpu", precision="int8", backend="torch")
     with pytest.raises(ValueError, match="device must be"):
         FusionEngine(random_checkpoint, device="tpu")
     if not torch.cuda.is_available():

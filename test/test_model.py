@@ -266,3 +266,35 @@ def test_min_internal_pixels_raises_the_scale_of_small_frames_only() -> None:
     assert model.internal_size(100, 120) == (96, 128)  # never above the input's own size (scale 1)
     with pytest.raises(ValueError, match="min_internal_pixels"):
         dataclasses.replace(model.config, min_internal_pixels=-1)
+
+
+@pytest.mark.parametrize("radius", [1, 3])
+def test_box_filter_as_exported_is_the_same_mean(radius: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torch.export the filter is two separable average pools (faster in ONNX Runtime)."""
+    from sccosf_ros.model.decoders import box_filter
+
+    x = torch.rand(1, 2, 23, 31, generator=torch.Generator().manual_seed(radius))
+    plain = box_filter(x, radius)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    torch.testing.assert_close(box_filter(x, radius), plain, atol=1e-6, rtol=0)
+
+
+def test_padded_refinement_channels_keep_outputs() -> None:
+    """pad_fuse_channels_ (applied for the ONNX export) adds zero channels only: the same outputs."""
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        model.icrm.refine.out.weight.normal_(0, 0.1)  # a refinement that changes the logits
+    fold_batchnorm_(model)
+    rgb, th = _inputs(1, 96, 128)
+    with torch.no_grad():
+        ref = model(rgb, th)
+        cin = model.icrm.refine.fuse[0][0].in_channels
+        added = model.icrm.refine.pad_fuse_channels_(16)
+        out = model(rgb, th)
+    assert added == (-cin) % 16 and added > 0 and model.icrm.refine.fuse[0][0].in_channels % 16 == 0
+    assert model.icrm.refine.pad_fuse_channels_(16) == 0  # already a multiple
+    for key in ref:
+        torch.testing.assert_close(out[key], ref[key], atol=1e-6, rtol=0)
+    with pytest.raises(RuntimeError, match="fold_batchnorm_"):
+        build_model("tiny").eval().icrm.refine.pad_fuse_channels_(16)

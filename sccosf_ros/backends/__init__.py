@@ -8,7 +8,7 @@ imports (nothing here imports torch or onnxruntime):
 * ``torch`` (:mod:`.torch_backend`): the PyTorch model on CPU or CUDA, fp32/fp16/bf16;
 * ``onnxruntime`` (:mod:`.ort_backend`): the same network exported to ONNX (:mod:`.onnx_exporter`; the file
   format and export cache: :mod:`.onnx_format`) and run by ONNX Runtime with the TensorRT / CUDA / CPU
-  execution providers, fp32;
+  execution providers, fp32, or INT8 from a file quantised by :mod:`.onnx_int8`;
 * ``auto`` (:func:`resolve_backend`): ONNX Runtime for fp32 on a CPU where it and the exporter are
   installed, PyTorch everywhere else.
 
@@ -56,7 +56,9 @@ __all__ = [
 AUTO = "auto"
 DEFAULT = "torch"
 """The engine's default backend (the node's and the replay's default is ``auto``)."""
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+"""Every precision some backend runs; each backend's ``check`` says which of them it can (torch: fp32, fp16,
+bf16; onnxruntime: fp32 and int8, the latter from an INT8 ``.onnx`` file)."""
 
 _REGISTRY: dict[str, tuple[str | type, tuple[str, ...]]] = {}
 """name → (the class, or ``"module:Class"`` imported on first use; the keyword options it reads)."""
@@ -81,7 +83,7 @@ register("torch", "sccosf_ros.backends.torch_backend:TorchBackend")
 register(
     "onnxruntime",
     "sccosf_ros.backends.ort_backend:OrtBackend",
-    ("onnx_cache", "ort_providers", "ort_session"),
+    ("onnx_cache", "ort_providers", "ort_session", "ort_provider_options"),
 )
 
 
@@ -117,11 +119,11 @@ def resolve_backend(backend: str, on_cpu: bool, precision: str = "fp32", checkpo
     thread, and inside the node, beside 30 Hz camera traffic, it kept every 9 Hz pair where PyTorch kept 7
     (docs/onnx.md, docs/node.md). PyTorch stays the choice on a GPU (its CUDA path and fp16/bf16 are the
     tested ones), for fp16/bf16, and wherever onnxruntime, onnx or onnxscript is missing; an ``.onnx``
-    checkpoint always goes to ONNX Runtime.
+    checkpoint and precision int8 always go to ONNX Runtime.
     """
     if backend != AUTO:
         return backend
-    if str(checkpoint).lower().endswith(".onnx"):
+    if str(checkpoint).lower().endswith(".onnx") or precision == "int8":
         return "onnxruntime"
     if not on_cpu or precision != "fp32":
         return "torch"

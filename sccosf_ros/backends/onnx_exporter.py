@@ -147,6 +147,18 @@ def _to_onnx(graph: Any, rgb: Any, thermal: Any, dynamic_batch: bool, opset: int
     return program.model_proto
 
 
+def layout_for_onnxruntime_(model: Any) -> None:
+    """Inference-only changes with the same outputs that suit ONNX Runtime's CPU kernels (in place).
+
+    The segmentation refinement's fuse convolutions get zero channels up to a multiple of 16, the
+    block of ONNX Runtime's NCHWc kernels (8 on AVX2, 16 on AVX-512): 41 → 48 channels, bit-identical
+    outputs in PyTorch, and 23 ms → 5 ms for those two convolutions at 480×640 (docs/onnx.md).
+    """
+    refine = getattr(getattr(model, "icrm", None), "refine", None)
+    if refine is not None:
+        refine.pad_fuse_channels_(16)
+
+
 def compare_with_torch(
     graph: Any, model_bytes: bytes, rgb: np.ndarray, thermal: np.ndarray
 ) -> dict[str, Any]:
@@ -201,6 +213,7 @@ def export_onnx(
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)
     model, meta = load_inference_model(checkpoint)
+    layout_for_onnxruntime_(model)
     refine = bool(seg_refine) and has_refine(model)
     graph = EngineGraph(model, refine).eval()
     batch = 2 if dynamic_batch else 1  # trace a batch of 2 so that the exporter cannot specialise on 1
@@ -232,12 +245,13 @@ def export_onnx(
                 f"max diff {c['logits_max_abs_diff']:.3g}); nothing written"
             )
     info.export_s = round(time.perf_counter() - t0, 2)
-    _set_metadata(proto, meta, info)
+    finish_model(proto, meta, info)
     _write_atomic(Path(out), proto.SerializeToString())
     return info
 
 
-def _set_metadata(proto: Any, meta: CheckpointMeta, info: ExportInfo) -> None:
+def finish_model(proto: Any, meta: CheckpointMeta, info: ExportInfo) -> None:
+    """Set the metadata sccosf_ros reads back (class names, palette, the export record), producer and doc."""
     entries = metadata_entries(meta, info)
     keep = [p for p in proto.metadata_props if p.key not in entries]
     del proto.metadata_props[:]

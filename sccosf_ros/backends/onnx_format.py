@@ -6,8 +6,8 @@ and written by the exporter (:mod:`.onnx_exporter`, which needs torch, onnx and 
 this module, it imports neither.
 
 Metadata (``metadata_props``): ``sccosf`` — the checkpoint's JSON record (class names, palette, config);
-``sccosf_onnx`` — :class:`ExportInfo` as JSON (size, batch, refine flag, opset, source checksum, and the
-export-time check against PyTorch).
+``sccosf_onnx`` — :class:`ExportInfo` as JSON (size, batch, refine flag, opset, source checksum, the
+export-time check against PyTorch, and for an INT8 graph its precision and quantisation record).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from sccosf_ros.checkpoint import METADATA_KEY, CheckpointMeta
 from sccosf_ros.errors import CheckpointError
 
 DEFAULT_OPSET = 18
+PRECISIONS = ("fp32", "int8")
+"""What an exported graph computes in: float32, or INT8 (QDQ, from :mod:`.onnx_int8`)."""
 EXPORT_KEY = "sccosf_onnx"
 EXPORT_FORMAT_VERSION = 1
 CACHE_ENV = "SCCOSF_ONNX_CACHE"
@@ -66,6 +68,11 @@ class ExportInfo:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     export_s: float | None = None
     check: dict[str, Any] = field(default_factory=dict)
+    """The float graph against PyTorch at export time (:func:`.onnx_exporter.compare_with_torch`)."""
+    precision: str = "fp32"
+    """``fp32``, or ``int8`` for a quantised graph (:mod:`.onnx_int8`); older files have none: fp32."""
+    quantization: dict[str, Any] = field(default_factory=dict)
+    """For ``int8``: the recipe, the calibration pairs and their provenance, the check against float."""
     format_version: int = EXPORT_FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -94,6 +101,11 @@ class ExportInfo:
             isinstance(info.height, int) and isinstance(info.width, int) and info.height > 0 < info.width
         ):
             raise CheckpointError(f"{source}: '{EXPORT_KEY}' metadata has no valid height/width")
+        if info.precision not in PRECISIONS:
+            raise CheckpointError(
+                f"{source}: ONNX graph precision {info.precision!r} is not one sccosf_ros {__version__} "
+                f"runs ({', '.join(PRECISIONS)}); re-export with sccosf-export"
+            )
         return info
 
 
@@ -161,6 +173,19 @@ def read_onnx_metadata(custom: dict[str, str], source: str) -> tuple[CheckpointM
     return CheckpointMeta.from_json(custom[METADATA_KEY], source=source), ExportInfo.from_json(
         custom[EXPORT_KEY], source=source
     )
+
+
+def module_scopes(node: Any) -> list[str]:
+    """The module paths (``model.encoder.features.3`` ...) the exporter recorded for a graph node, outermost
+    first, from its ``pkg.torch.onnx.name_scopes`` metadata; [] for nodes without one (added later)."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = json.loads(prop.value.replace("'", '"'))
+            except json.JSONDecodeError:
+                return []
+            return [s for s in scopes if isinstance(s, str) and (s == "model" or s.startswith("model."))]
+    return []
 
 
 def metadata_entries(meta: CheckpointMeta, info: ExportInfo) -> dict[str, str]:

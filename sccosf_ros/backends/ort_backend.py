@@ -3,7 +3,9 @@
 Where the model comes from (``checkpoint`` of :class:`~sccosf_ros.engine.FusionEngine`):
 
 * an ``.onnx`` file written by ``sccosf-export --onnx``: used as is. Its metadata carries the class names,
-  palette and the frame size it was exported for; frames of another size are refused with a clear error.
+  palette, the frame size it was exported for and its precision (fp32, or int8 for a file quantised with
+  ``--int8``: the file decides, ``precision`` int8 refuses an fp32 file); frames of another size are
+  refused with a clear error.
   Running it needs only onnxruntime and NumPy (and this package), not the exporter nor torch.
 * anything else (a ``.safetensors`` checkpoint, or none: the shipped model): exported on first use of each
   frame size into a cache (``$SCCOSF_ONNX_CACHE``, default ``~/.cache/sccosf_ros/onnx``), keyed by the
@@ -18,6 +20,7 @@ Execution providers, in order: TensorRT and CUDA where this onnxruntime build ha
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -29,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sccosf_ros.backends import BackendOptions, BackendOutput, Device, softmax
+from sccosf_ros.backends import BackendOptions, BackendOutput, Device, check_precision, softmax
 from sccosf_ros.backends.onnx_format import (
     cached_export_path,
     file_sha256,
@@ -80,7 +83,12 @@ def select_providers(
     return [*gpu, CPU]
 
 
-def _provider_options(providers: Sequence[str], device_id: int, cache_dir: Path) -> list[dict[str, str]]:
+def _provider_options(
+    providers: Sequence[str], device_id: int, cache_dir: Path, extra: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, str]]:
+    """Each provider's options: the GPU device, TensorRT's engine and timing caches on disk beside the
+    ONNX cache (so a restart loads the built engine), and ``extra`` per provider name on top (e.g.
+    ``{"TensorrtExecutionProvider": {"trt_fp16_enable": True}}`` for TensorRT's fp16 engine)."""
     out = []
     for p in providers:
         if p == TRT:
@@ -97,6 +105,8 @@ def _provider_options(providers: Sequence[str], device_id: int, cache_dir: Path)
             out.append({"device_id": str(device_id)})
         else:
             out.append({})
+    for options, p in zip(out, providers, strict=True):
+        options.update({k: str(v) for k, v in (extra or {}).get(p, {}).items()})
     return out
 
 
@@ -145,17 +155,18 @@ class OrtBackend:
     """Runs exported SC-CoSF graphs with ONNX Runtime; see the module docstring for how it finds them."""
 
     name = "onnxruntime"
-    precision = "fp32"
+    PRECISIONS = ("fp32", "int8")
 
     @classmethod
     def check(cls, options: BackendOptions) -> BackendOptions:
-        """fp32 only: the exported graph is float32."""
-        if options.precision != "fp32":
+        """fp32 (the exported graph) or int8 (an INT8 file from ``sccosf-export --int8``)."""
+        precision = check_precision(options.precision)
+        if precision not in cls.PRECISIONS:
             raise ConfigError(
-                f"precision {options.precision!r} is not available with backend 'onnxruntime' (the exported "
-                "graph is fp32): use precision 'fp32', or backend 'torch' for fp16/bf16"
+                f"precision {precision!r} is not available with backend 'onnxruntime' (it runs fp32 graphs "
+                "and INT8 files): use precision 'fp32' or 'int8', or backend 'torch' for fp16/bf16"
             )
-        return options
+        return dataclasses.replace(options, precision=precision)
 
     @classmethod
     def open(cls, checkpoint: Path, options: BackendOptions) -> OrtBackend:
@@ -168,6 +179,8 @@ class OrtBackend:
             x.get("ort_providers"),
             x.get("onnx_cache"),
             x.get("ort_session"),
+            options.precision,
+            x.get("ort_provider_options"),
         )
         on_gpu = backend.session_providers[0] != CPU  # what runs (a file's session exists already)
         gpu = options.device if options.device.type == "cuda" else Device("cuda")
@@ -183,8 +196,11 @@ class OrtBackend:
         providers: Sequence[str] | None = None,
         cache_dir: str | Path | None = None,
         session_config: dict[str, Any] | None = None,
+        precision: str = "fp32",
+        provider_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._ort = import_ort()
+        self._provider_extra = dict(provider_options or {})
         self.device = Device.parse(device)
         self.checkpoint = Path(checkpoint)
         self._cache_dir = onnx_cache_dir(cache_dir)
@@ -218,12 +234,20 @@ class OrtBackend:
                     f"{flag}) or pass the .safetensors checkpoint (exports are then cached per setting)"
                 )
             self.seg_refine = bool(info.seg_refine)
+            self.precision = self._file_precision(info.precision, precision)
             self._sessions[(info.height, info.width)] = session
             self._files[(info.height, info.width)] = self.checkpoint
         else:
             from sccosf_ros.backends.torch_backend import has_refine, load_inference_model
 
+            if precision == "int8":
+                raise ConfigError(
+                    f"precision 'int8' needs an INT8 .onnx file, and {self.checkpoint.name} is not one (the "
+                    "export cache makes fp32 graphs only): sccosf-export --onnx OUT.onnx --int8 "
+                    "--calibration DIR (pairs from your cameras), then use OUT.onnx as the checkpoint"
+                )
             self.mode = "cache"
+            self.precision = "fp32"
             self.export_info = None
             # Loaded now (and dropped), so a bad checkpoint fails here as it does with the torch backend.
             model, self.meta = load_inference_model(self.checkpoint)
@@ -232,10 +256,23 @@ class OrtBackend:
             self.seg_refine = bool(seg_refine) and self.has_refine
             self._sha256 = file_sha256(self.checkpoint)
 
+    def _file_precision(self, file_precision: str, requested: str) -> str:
+        """The file decides (an INT8 file runs as INT8 under the default fp32); int8 asked of an fp32 file
+        is an error, so that a deployment that wants the faster model knows when it does not get it."""
+        if requested == "int8" and file_precision != "int8":
+            raise ConfigError(
+                f"precision 'int8' was asked for, but {self.checkpoint} is an {file_precision} graph: make "
+                "an INT8 one with sccosf-export --onnx OUT.onnx --int8 --calibration DIR, or use precision "
+                "'fp32'"
+            )
+        if file_precision != requested:
+            log.info("%s is an %s graph: running it as %s", self.checkpoint, file_precision, file_precision)
+        return file_precision
+
     # ------------------------------------------------------------------------------------------ sessions
     def _open(self, path: Path | bytes) -> Any:
         so = session_options(self._threads, **self._session_config)
-        options = _provider_options(self.providers, self._device_id, self._cache_dir)
+        options = _provider_options(self.providers, self._device_id, self._cache_dir, self._provider_extra)
         try:
             session = self._ort.InferenceSession(
                 str(path) if isinstance(path, Path) else path,
@@ -332,6 +369,7 @@ class OrtBackend:
             "providers": list(providers),
             "model": self.mode,
             "onnx_files": sorted(str(p) for p in self._files.values()),
+            "graph_precision": self.precision,
         }
 
     @property

@@ -126,8 +126,14 @@ def resolve_device(device: Device) -> torch.device:
 
 
 def check_torch_precision(precision: str, device: torch.device) -> str:
-    """fp32 anywhere; fp16 on CUDA only (CPU half precision is slow and inexact); bf16 where supported."""
+    """fp32 anywhere; fp16 on CUDA only (CPU half precision is slow and inexact); bf16 where supported;
+    int8 never (an INT8 model is an ONNX file for the onnxruntime backend)."""
     p = check_precision(precision)
+    if p == "int8":
+        raise ConfigError(
+            "precision 'int8' is not available with backend 'torch': it runs an INT8 ONNX file with backend "
+            "'onnxruntime' (sccosf-export --onnx OUT.onnx --int8 --calibration DIR, then checkpoint OUT.onnx)"
+        )
     if p == "fp16" and device.type != "cuda":
         raise ConfigError(
             "precision 'fp16' needs a CUDA device (CPU half precision is slow and inexact): "

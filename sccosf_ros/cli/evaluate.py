@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from sccosf_ros import bags
-from sccosf_ros.backends import backend_names
+from sccosf_ros.backends import PRECISIONS, backend_names
 from sccosf_ros.errors import SccosfError
 from sccosf_ros.evaluation import EvalConfig, evaluate_bag
 
@@ -111,7 +111,7 @@ def print_summary(report: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sccosf-eval", description=__doc__)
     add_common_arguments(parser)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument(
         "--backend",
         default="torch",

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sccosf_ros.backends import backend_names
+from sccosf_ros.backends import PRECISIONS, backend_names
 from sccosf_ros.errors import SccosfError
 from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal
 from sccosf_ros.imaging import ThermalNormalizer, colorize_mask, overlay
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped tiny model")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument(
         "--backend",
         default="torch",

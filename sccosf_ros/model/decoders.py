@@ -116,6 +116,8 @@ class SegRefine(nn.Module):
         self.out = nn.Conv2d(width, num_classes, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.fuse_pad = 0
+        """Zero channels appended to the fuse input (:meth:`pad_fuse_channels_`; 0 in training)."""
 
     def forward(self, coarse: Tensor, s: Tensor, guide: Tensor) -> Tensor:
         """``coarse`` (B,K,h,w) logits and ``s`` (B,C,h,w) state at stride 4; ``guide`` (B,4,H,W) images."""
@@ -124,8 +126,38 @@ class SegRefine(nn.Module):
         cl = torch.channels_last
         coarse, s, guide = (t.contiguous(memory_format=cl) for t in (coarse, s, guide))
         up = _up(coarse, guide)
-        h = torch.cat([self.guide(guide), _up(self.context(s), guide), up], dim=1)
+        padded = F.pad(up, (0, 0, 0, 0, 0, self.fuse_pad)) if self.fuse_pad else up
+        h = torch.cat([self.guide(guide), _up(self.context(s), guide), padded], dim=1)
         return (up + self.out(self.fuse(h))).contiguous()
+
+    @torch.no_grad()
+    def pad_fuse_channels_(self, multiple: int = 8) -> int:
+        """Append zero channels to the fuse input so that its depthwise and pointwise convolutions have a
+        multiple of ``multiple`` channels; returns how many were added. Same outputs (the new channels are
+        zeros through zero weights), for inference after :func:`~sccosf_ros.model.fold_batchnorm_`.
+
+        Why: ONNX Runtime's CPU convolutions use their blocked (NCHWc, 8 channels on AVX2, 16 on AVX-512)
+        kernels only for channel counts that are a multiple of the block; at 2·16 + 9 = 41 channels the
+        two convolutions took 23 of 40 ms of the refinement in the ONNX graph (docs/onnx.md).
+        """
+        dw_seq, pw_seq = self.fuse[0], self.fuse[1]
+        dw, pw = dw_seq[0], pw_seq[0]
+        if not (isinstance(dw_seq[1], nn.Identity) and isinstance(pw_seq[1], nn.Identity)):
+            raise RuntimeError("pad_fuse_channels_ needs the BatchNorms folded (fold_batchnorm_) first")
+        extra = (-dw.in_channels) % multiple
+        if extra == 0:
+            return 0
+        cin = dw.in_channels + extra
+        padded = nn.Conv2d(cin, cin, dw.kernel_size, padding=dw.padding, groups=cin, bias=dw.bias is not None)
+        padded = padded.to(dw.weight)
+        padded.weight.copy_(F.pad(dw.weight, (0, 0, 0, 0, 0, 0, 0, extra)))
+        if dw.bias is not None:
+            padded.bias.copy_(F.pad(dw.bias, (0, extra)))
+        dw_seq[0] = padded
+        pw.weight = nn.Parameter(F.pad(pw.weight, (0, 0, 0, 0, 0, extra)))
+        pw.in_channels = cin
+        self.fuse_pad += extra
+        return extra
 
 
 class ICRMDecoder(nn.Module):
@@ -223,10 +255,15 @@ def box_filter(x: Tensor, radius: int) -> Tensor:
 
     Equal to ``avg_pool2d(x, 2r+1, stride=1, padding=r, count_include_pad=False)`` up to float rounding,
     computed as two separable sums of shifted slices: at 480×640 that is ~1 ms where ``avg_pool2d`` took
-    ~9 ms on two CPU threads (measured), and it exports to ONNX as pads, slices and adds.
+    ~9 ms on two CPU threads (measured). Under ``torch.export`` (the ONNX export) it is two separable
+    average pools instead, 1×k then k×1 (the same means, to 2e-7): ONNX Runtime runs those in a fifth of
+    the time of the 2k slices and adds (5 ms against 22 ms for 2×480×640 on a loaded 2-core machine).
     """
     h, w = x.shape[-2:]
     k = 2 * radius + 1
+    if torch.compiler.is_exporting():
+        rows = F.avg_pool2d(x, (1, k), stride=1, padding=(0, radius), count_include_pad=False)
+        return F.avg_pool2d(rows, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
     p = F.pad(x, (radius, radius, 0, 0))
     rows = p[..., 0:w]
     for i in range(1, k):

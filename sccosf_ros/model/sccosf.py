@@ -71,10 +71,14 @@ class SCCoSF(nn.Module):
         size = self.internal_size(height, width)
 
         # Thermal replicated to 3 channels: a grey image is in-distribution for the ImageNet trunk, and
-        # one shared trunk on a (2B) batch is one set of kernels instead of two passes.
-        x = torch.cat([rgb, thermal.expand(-1, 3, -1, -1)], dim=0)
+        # one shared trunk on a (2B) batch is one set of kernels instead of two passes. Resized before it is
+        # replicated: the same values, one plane resized instead of three.
         if size != (height, width):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            rgb_s = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
+            th_s = F.interpolate(thermal, size=size, mode="bilinear", align_corners=False, antialias=True)
+        else:
+            rgb_s, th_s = rgb, thermal
+        x = torch.cat([rgb_s, th_s.expand(-1, 3, -1, -1)], dim=0)
         x = (x - self.mean) / self.std
         feats = self.encoder(x)
         fused = [cfm(f) for cfm, f in zip(self.cfm, feats, strict=True)]

@@ -65,8 +65,11 @@ class SS2D(nn.Module):
         xs = F.silu(self.dwconv(xs.permute(0, 3, 1, 2)))  # (b, e, h, w)
         row = xs.flatten(2)  # row-major order: l = i·w + j
         col = xs.transpose(2, 3).flatten(2)  # column-major order: l = j·h + i
-        seq = torch.stack([row, col, row.flip(-1), col.flip(-1)], dim=1).permute(0, 3, 1, 2)  # (b, l, K, e)
-        proj = torch.einsum("blke,ker->blkr", seq, self.x_proj_weight)
+        stacked = torch.stack([row, col, row.flip(-1), col.flip(-1)], dim=1)  # (b, K, e, l)
+        # x_proj as one product batched over the directions, on the channels-first sequences: as an einsum on
+        # (b, l, K, e) the exported graph transposed the sequences once more (6 ms of 40 in ONNX Runtime).
+        proj = torch.matmul(self.x_proj_weight.transpose(1, 2), stacked).permute(0, 3, 1, 2)  # (b, l, K, r)
+        seq = stacked.permute(0, 3, 1, 2)  # (b, l, K, e)
         dt, Bm, Cm = proj.split([self.nheads, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(dt.reshape(b, length, _K * self.nheads) + self.dt_bias)
         A = -torch.exp(self.A_log)

@@ -250,7 +250,8 @@ class FusionNode(LifecycleNode):
             engine.close()
             return self._fail(f"activate failed: {exc}")
         self.engine, self.class_names = engine, names
-        self._device = f"{getattr(engine, 'device', 'unknown')} {c['precision']}"
+        precision = getattr(engine, "precision", c["precision"])  # an INT8 .onnx file runs as int8
+        self._device = f"{getattr(engine, 'device', 'unknown')} {precision}"
         self._backend = str(getattr(engine, "backend", c["backend"]))
         wanted = {
             name

@@ -171,8 +171,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision",
         "fp32",
-        "Inference precision: fp32, fp16 (CUDA only) or bf16",
-        _one_of("fp32", "fp16", "bf16"),
+        "Inference precision: fp32, fp16 (CUDA only), bf16, or int8 (an INT8 .onnx checkpoint, onnxruntime)",
+        _one_of("fp32", "fp16", "bf16", "int8"),
     ),
     ParamSpec("num_threads", 0, "CPU threads for the backend; 0 = its default (the cores)", _int_at_least(0)),
     ParamSpec(

@@ -35,13 +35,13 @@ def segsum(x: Tensor) -> Tensor:
 
     Built by masking then cumulative-summing (no subtraction of large cumsums, which would cancel
     catastrophically for long chunks), so ``exp(segsum(x))`` is the lower-triangular decay matrix with
-    exact zeros above the diagonal and no overflow anywhere.
+    exact zeros above the diagonal and no overflow anywhere. The first mask is a product with a 0/1
+    matrix rather than an expand and a masked fill: the same values, one pass over (…, T, T) fewer in the
+    exported ONNX graph (where an expand is a copy).
     """
     T = x.size(-1)
-    xx = x[..., None].expand(*x.shape, T)  # xx[..., i, j] = x[..., i]
-    strict = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=-1)
-    xx = xx.masked_fill(~strict, 0.0)
-    out = torch.cumsum(xx, dim=-2)
+    strict = torch.tril(torch.ones(T, T, dtype=x.dtype, device=x.device), diagonal=-1)
+    out = torch.cumsum(x[..., None] * strict, dim=-2)  # [..., i, j] = Σ_{k≤i} x[k]·[j < k]
     keep = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=0)
     return out.masked_fill(~keep, float("-inf"))
 
@@ -60,6 +60,13 @@ def ssd_scan_chunked(
 
     Shapes: x (b, l, h, p), dt (b, l, h) > 0, A (h,) < 0, B/C (b, l, g, n) with g | h, D (h,) or None.
     Returns (b, l, h, p) in x's dtype. Differentiable in every tensor argument.
+
+    Layout: everything runs head-major, (b, g, r, c, Q, ·) with heads split into (group, head-in-group) so
+    that B and C are never repeated across heads. Every product is then a batched matrix product whose
+    contracted dimension is innermost or next to it, and only the inputs (4-D) and the output are
+    transposed. Why: written as einsums, the exporter's decomposition transposed the (…, Q, Q) decay
+    products and the states through 7-D permutations, which took a third of the scan's time in ONNX
+    Runtime (docs/onnx.md, "Where the time goes").
     """
     Q = int(chunk_size or DEFAULT_CHUNK_SIZE)
     if Q < 1:
@@ -83,33 +90,33 @@ def ssd_scan_chunked(
         Cf = F.pad(Cf, (0, 0, 0, 0, 0, pad))
     c = (length + pad) // Q
 
-    # Heads split into (group, head-in-group) so B and C are never repeated across heads.
-    X = (xf * dtf[..., None]).reshape(b, c, Q, g, r, p)  # dt·x
-    Bc = Bf.reshape(b, c, Q, g, n)
-    Cc = Cf.reshape(b, c, Q, g, n)
-    a = (dtf * Af).reshape(b, c, Q, g, r).permute(0, 3, 4, 1, 2)  # (b, g, r, c, Q), all ≤ 0
+    X = (xf * dtf[..., None]).transpose(1, 2).reshape(b, g, r, c, Q, p)  # dt·x
+    Bc = Bf.transpose(1, 2).reshape(b, g, 1, c, Q, n)
+    Cc = Cf.transpose(1, 2).reshape(b, g, 1, c, Q, n)
+    a = (dtf * Af).transpose(1, 2).reshape(b, g, r, c, Q)  # all ≤ 0
     a_cum = torch.cumsum(a, dim=-1)
 
     # 1. Intra-chunk (diagonal blocks): (C Bᵀ per group) ∘ decay, times dt·x.
     decay = torch.exp(segsum(a))  # (b, g, r, c, Q, Q) lower-triangular
-    CB = torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc)  # (b, g, c, Q, Q)
-    y = torch.einsum("bgcls,bgrcls,bcsgrp->bclgrp", CB, decay, X)
+    CB = torch.matmul(Cc, Bc.transpose(-1, -2))  # (b, g, 1, c, Q, Q)
+    y = torch.matmul(CB * decay, X)  # (b, g, r, c, Q, p)
 
-    # 2. State each chunk leaves behind (from its own inputs only), decayed to the chunk's last token.
+    # 2. State each chunk leaves behind (from its own inputs only), decayed to the chunk's last token,
+    #    kept as (n, p).
     to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, g, r, c, Q), exponent ≤ 0
-    states = torch.einsum("bcsgn,bgrcs,bcsgrp->bcgrpn", Bc, to_end, X)
+    states = torch.matmul(Bc.transpose(-1, -2), X * to_end[..., None])  # (b, g, r, c, n, p)
 
     # 3. Pass states across chunks: incoming[z] = Σ_{c'<z} exp(total decay of chunks c'+1..z-1) states[c'].
     totals = F.pad(a_cum[..., -1], (1, 0))  # (b, g, r, c + 1), leading zero for "no state yet"
     chunk_decay = torch.exp(segsum(totals))  # (b, g, r, c + 1, c + 1)
-    states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)  # (b, c + 1, g, r, p, n)
-    incoming = torch.einsum("bgrzc,bcgrpn->bzgrpn", chunk_decay, states)[:, :-1]
+    states = torch.cat([torch.zeros_like(states[:, :, :, :1]), states], dim=3).reshape(b, g, r, c + 1, n * p)
+    incoming = torch.matmul(chunk_decay, states)[:, :, :, :-1].reshape(b, g, r, c, n, p)
 
     # 4. Each token reads the incoming state, decayed from the chunk start to itself.
     from_start = torch.exp(a_cum)  # (b, g, r, c, Q)
-    y = y + torch.einsum("bclgn,bcgrpn,bgrcl->bclgrp", Cc, incoming, from_start)
+    y = y + torch.matmul(Cc, incoming) * from_start[..., None]
 
-    y = y.reshape(b, c * Q, nheads, p)[:, :length]
+    y = y.reshape(b, nheads, c * Q, p).transpose(1, 2)[:, :length]
     if D is not None:
         y = y + D.to(cdt)[None, None, :, None] * xf[:, :length]
     return y.to(out_dtype)
