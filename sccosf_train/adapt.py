@@ -183,6 +183,13 @@ def rig_floor(start: str) -> int:
 def with_floor(src: str | Path, dst: Path, floor: int, record: dict[str, Any] | None = None) -> Path:
     """``src``'s weights as ``dst`` with the resolution floor (and an adaptation record) in its metadata."""
     state, meta = load_checkpoint(src)
+    return save_for_rig(dst, state, meta, floor, record)
+
+
+def save_for_rig(
+    dst: Path, state: dict[str, Any], meta: Any, floor: int, record: dict[str, Any] | None = None
+) -> Path:
+    """``state`` saved as ``dst`` with the resolution floor (and an adaptation record) in ``meta``."""
     meta.config = {**meta.config, "min_internal_pixels": int(floor)}
     if record is not None:
         meta.training = {**meta.training, "sccosf_adapt": record}
@@ -259,9 +266,7 @@ def adapt(settings: AdaptSettings, out: Path, minutes: float, threads: int | Non
             break
     record = {"rounds": state["rounds"], "min_internal_pixels": floor, "keep_start": settings.keep_start}
     weights, meta = blend(start_for_rig, teacher, settings.keep_start)
-    meta.config = {**meta.config, "min_internal_pixels": int(floor)}
-    meta.training = {**meta.training, "sccosf_adapt": record}
-    adapted = save_checkpoint(out / "adapted.safetensors", weights, meta)
+    adapted = save_for_rig(out / "adapted.safetensors", weights, meta, floor, record)
     before, m0 = measure(FusionEngine(settings.start, device="cpu", backend="torch"), folder, held, boxes)
     after, m1 = measure(FusionEngine(adapted, device="cpu", backend="torch"), folder, held, boxes)
     report = {

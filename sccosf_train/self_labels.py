@@ -125,13 +125,13 @@ def self_labels(
     unsure_obj = np.isin(label, OBJECT_CLASSES) & ~keep
     if rules.unsure_objects == "background":
         out[unsure_obj] = 0
-    misshapen = 0
+    misshapen_pixels = 0
     for c, prior in rules.shapes.items():
         _, regions, stats, _ = cv2.connectedComponentsWithStats((label == c).astype(np.uint8), connectivity=8)
         fits = prior.accepts(stats, label.size)
         fits[0] = True  # region 0 is everything else
         wrong = ~fits[regions]
-        misshapen += int(wrong.sum())
+        misshapen_pixels += int(wrong.sum())
         out[wrong] = 0 if rules.misshapen == "background" else IGNORE_INDEX
     counts = np.bincount(out[out < k], minlength=k)
     return out, {
@@ -140,7 +140,7 @@ def self_labels(
         "not_confident": int((~confident).sum()),
         "views_disagree": int((confident & ~agree).sum()),
         "unsure_objects": int(unsure_obj.sum()),
-        "misshapen": misshapen,
+        "misshapen": misshapen_pixels,
         "ignored": int((out == IGNORE_INDEX).sum()),
         "class_pixels": {int(i): int(n) for i, n in enumerate(counts)},
     }
