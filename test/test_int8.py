@@ -133,14 +133,15 @@ def test_export_cli_prints_what_it_calibrated_on(
     assert export_cli.main([*argv, "--calibration-pairs", "8", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["precision"] == "int8" and (record["height"], record["width"]) == (H, W)
-    assert record["quantization"]["recipe"]["calibration"] == "minmax"  # the default
+    assert record["quantization"]["recipe"]["calibration"] == "percentile"  # the default
     assert export_cli.main([*argv, "--calibration-pairs", "8"]) == 0
     text = capsys.readouterr().out
     assert "int8" in text and "calibrated on 8 pairs" in text and "2 validation pairs left out" in text
 
 
 def test_export_cli_passes_the_calibration_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``--calibration-method percentile``: the default recipe with percentile ranges (the rest unchanged)."""
+    """``--calibration-method minmax``: the default recipe with min–max ranges (the rest unchanged); the
+    default is percentile."""
     seen = {}
 
     def fake_export_int8(*args, recipe, **kwargs):
@@ -149,9 +150,10 @@ def test_export_cli_passes_the_calibration_method(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(export_cli, "export_int8", fake_export_int8)
     argv = ["--onnx", str(tmp_path / "o.onnx"), "--int8", "--calibration", str(tmp_path)]
-    assert export_cli.main([*argv, "--calibration-method", "percentile"]) != 0
-    assert seen["recipe"] == onnx_int8.DEFAULT_RECIPE.replace(calibration="percentile")
+    assert export_cli.main([*argv, "--calibration-method", "minmax"]) != 0
+    assert seen["recipe"] == onnx_int8.DEFAULT_RECIPE.replace(calibration="minmax")
     assert export_cli.main(argv) != 0 and seen["recipe"] == onnx_int8.DEFAULT_RECIPE
+    assert onnx_int8.DEFAULT_RECIPE.calibration == "percentile"
 
 
 # ---- selection by parameter -------------------------------------------------------------------------------
@@ -264,6 +266,94 @@ def test_recipe_scopes_select_nodes() -> None:
     assert onnx_int8.select_nodes(Model(), top, scopes) == ["d", "e"]
     twice = onnx_int8.Int8Recipe(op_scopes=(("Conv", ("model.reaw",)), ("Conv", ("model.encoder",))))
     assert onnx_int8.select_nodes(Model(), twice, scopes) == ["a", "b", "e", "f"]
+
+
+# ---- calibration ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared(fp32_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The float fixture graph pre-processed for quantisation, and the nodes the default recipe selects."""
+    import onnx
+
+    out = tmp_path_factory.mktemp("prepared") / "prepared.onnx"
+    scopes_of = onnx_int8.prepare_for_quantization(fp32_file, out)
+    nodes = onnx_int8.select_nodes(onnx.load(str(out)), onnx_int8.DEFAULT_RECIPE, scopes_of)
+    return out, nodes
+
+
+def _ranges(data) -> dict[str, tuple[float, float]]:
+    return {k: tuple(float(np.ravel(x)[0]) for x in v.range_value) for k, v in data.data.items()}
+
+
+def test_calibration_covers_only_the_quantised_nodes(prepared, calibration_dir: Path) -> None:
+    """Only the activations of the recipe's nodes are calibrated, not every tensor of the operator types
+    (the full-resolution float parts held 14 GB of percentile data), and the quantiser finds every range it
+    needs there: the INT8 file comes out of the restricted ranges."""
+    import onnx
+
+    path, nodes = prepared
+    model = onnx.load(str(path))
+    tensors = onnx_int8.activations_of(model, nodes)
+    chosen = [n for n in model.graph.node if n.name in set(nodes)]
+    touched = {t for n in chosen for t in (*n.input, *n.output)}
+    assert tensors and tensors <= touched
+    # Float convolutions whose output no quantised node reads (the heads, the refinement) are left out.
+    float_only = {n.output[0] for n in model.graph.node if n.op_type == "Conv"} - touched
+    assert float_only and not float_only & tensors
+    weights = {i.name for i in model.graph.initializer}
+    assert not tensors & weights
+    cal = onnx_int8.find_calibration_pairs(calibration_dir, 8)
+    data = onnx_int8.calibrate_ranges(path, tensors, cal, H, W, "minmax")
+    assert set(data.data) == tensors
+
+
+def test_ranges_are_merged_pair_by_pair(prepared, calibration_dir: Path) -> None:
+    """Collected one pair at a time: min–max over two pairs is the union of each pair's ranges, and the
+    percentile ranges (99.999 %, symmetric, clipped to what was seen) lie within the min–max ones."""
+    import onnx
+
+    path, nodes = prepared
+    tensors = onnx_int8.activations_of(onnx.load(str(path)), nodes)
+    cal = onnx_int8.find_calibration_pairs(calibration_dir, 8)
+
+    def ranges(pairs, method="minmax"):
+        subset = onnx_int8.CalibrationSet(cal.folder, cal.layout, pairs, [])
+        return _ranges(onnx_int8.calibrate_ranges(path, tensors, subset, H, W, method))
+
+    a, b, both = ranges(cal.pairs[:1]), ranges(cal.pairs[1:2]), ranges(cal.pairs[:2])
+    for name in tensors:
+        assert both[name] == (min(a[name][0], b[name][0]), max(a[name][1], b[name][1]))
+    pct = ranges(cal.pairs[:2], "percentile")
+    assert set(pct) == tensors
+    for name in tensors:
+        lo, hi = both[name]
+        assert lo <= pct[name][0] <= pct[name][1] <= hi
+
+
+def test_percentile_keeps_a_too_narrow_tensor_by_its_range() -> None:
+    """A tensor spanning too little for 2048 float32 bins (np.histogram refuses it) keeps its min–max
+    range instead of failing the calibration; the other tensors get their percentile ranges."""
+    from onnxruntime.quantization import calibrate as cal
+
+    collector = onnx_int8._narrow_tolerant_collector(cal)(
+        method="percentile",
+        symmetric=True,
+        num_bins=2048,
+        num_quantized_bins=None,
+        percentile=99.999,
+        scenario=None,
+    )
+    narrow = np.float32(1000.0) + np.array([0.0, 6.1e-5, 1.2e-4], np.float32)
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram(np.abs(narrow), bins=2048)
+    wide = np.linspace(-2.0, 3.0, 1000).astype(np.float32)
+    collector.collect({"narrow": [narrow], "wide": [wide]})
+    collector.collect({"narrow": [narrow - 1.0], "wide": [wide * 2.0]})
+    data = cal.TensorsData(cal.CalibrationMethod.Percentile, collector.compute_collection_result())
+    np.testing.assert_allclose(np.ravel(data["narrow"].range_value), [999.0, float(narrow[-1])])
+    lo, hi = (float(np.ravel(x)[0]) for x in data["wide"].range_value)
+    assert -4.0 <= lo < -3.9 and 5.9 < hi <= 6.0  # symmetric 99.999 % of |x|, clipped to what was seen
 
 
 # ---- the quality tool ------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ check of the INT8 graph against the float one on pairs of ``DIR`` that calibrati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import tempfile
 import time
@@ -69,13 +71,11 @@ class Int8Recipe:
     op_scopes: tuple[tuple[str, tuple[str, ...]], ...]
     """(operator type, module scopes where it is quantised)."""
     float_scopes: tuple[str, ...] = ()
-    calibration: str = "minmax"
-    """``minmax`` (the range seen) or ``percentile`` (99.999 % of it, robust to a few outliers;
-    ``sccosf-export --calibration-method percentile``). Same graph, so the same speed. On the 61 validation
-    pairs (models/README.md) percentile kept every tolerance and minmax missed one (bike F +0.021 against a
-    bound of 0.02); but percentile holds every calibrated tensor of every pair in memory (14 GB peak, 14
-    minutes for 32 pairs at 480×640 on the loaded 2-core machine, against about a minute for minmax) and
-    fails on a tensor whose range is degenerate (seen with random weights), so minmax is the default."""
+    calibration: str = "percentile"
+    """``percentile`` (99.999 % of the range seen, symmetric histograms: robust to a few outlying
+    activations) or ``minmax`` (the whole range seen; ``sccosf-export --calibration-method minmax``). Same
+    graph, so the same speed. On the 61 validation pairs (models/README.md) percentile held every tolerance
+    and minmax missed one (bike F +0.021 against a bound of 0.02)."""
     reduce_range: bool = False
     """7-bit weights: avoids the int16 saturation of the u8×s8 products on x86 CPUs without VNNI."""
     depthwise: bool = True
@@ -323,6 +323,100 @@ def prepare_for_quantization(fp32_path: Path, out: Path) -> dict[str, list[str]]
     return scopes_of
 
 
+def activations_of(model: Any, nodes: Sequence[str]) -> set[str]:
+    """The float activations the quantiser needs ranges for: every input and output of ``nodes`` that is
+    not a weight (ONNX Runtime would calibrate every tensor of every node of the recipe's operator types,
+    the full-resolution float parts included)."""
+    from onnx import TensorProto
+
+    wanted = set(nodes)
+    weights = {init.name for init in model.graph.initializer}
+    infos = {vi.name: vi for vi in (*model.graph.value_info, *model.graph.output, *model.graph.input)}
+    out = set()
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        for name in (*node.input, *node.output):
+            vi = infos.get(name)
+            if (
+                name
+                and name not in weights
+                and vi is not None
+                and vi.type.tensor_type.elem_type == TensorProto.FLOAT
+            ):
+                out.add(name)
+    return out
+
+
+def _narrow_tolerant_collector(cal: Any) -> type:
+    """ONNX Runtime's histogram collector, except that a tensor whose values span too narrow a range for
+    2048 float32 bins (``np.histogram`` refuses it: seen on a constant-like tensor of random weights)
+    keeps its min–max range instead of failing the whole calibration."""
+
+    class Collector(cal.HistogramCollector):  # type: ignore[misc, name-defined]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.narrow: dict[str, tuple[float, float]] = {}
+
+        def collect_absolute_value(self, name_to_arr: dict[str, Any]) -> None:
+            for name, arrays in name_to_arr.items():
+                a = np.asarray(arrays)
+                if name not in self.narrow:
+                    try:
+                        super().collect_absolute_value({name: arrays})
+                        continue
+                    except ValueError:
+                        old = self.histogram_dict.pop(name, None)
+                        seen = (float(old[2]), float(old[3])) if old else (np.inf, -np.inf)
+                        self.narrow[name] = seen
+                lo, hi = self.narrow[name]
+                self.narrow[name] = (min(lo, float(np.nanmin(a))), max(hi, float(np.nanmax(a))))
+
+        def compute_collection_result(self) -> dict[str, Any]:
+            out = super().compute_collection_result() if self.histogram_dict else {}
+            for name, (lo, hi) in self.narrow.items():
+                out[name] = (np.float32(lo), np.float32(hi), np.zeros(1, np.int64), np.zeros(2, np.float32))
+            return out
+
+    return Collector
+
+
+def calibrate_ranges(
+    prepared: Path, tensors: set[str], calibration: CalibrationSet, height: int, width: int, method: str
+) -> Any:
+    """The ranges of ``tensors`` over the calibration pairs (``onnxruntime.quantization``'s calibrators),
+    collected one pair at a time: min–max merges each pair's minimum and maximum, percentile adds each
+    pair's values into growing histograms (same bin width), so memory holds one pair's tensors, not
+    every pair's (with every tensor of the graph and every pair at once, percentile took 14 GB)."""
+    _require_quantizer()
+    from onnxruntime.quantization import calibrate as cal
+
+    with tempfile.TemporaryDirectory(prefix="sccosf_calib_") as tmp:
+        augmented = str(Path(tmp) / "augmented.onnx")
+        if method == "minmax":
+            calibrator = cal.MinMaxCalibrater(str(prepared), None, augmented)
+        else:  # ONNX Runtime's defaults for quantize_static's percentile method
+            calibrator = cal.PercentileCalibrater(
+                str(prepared), None, augmented, symmetric=True, num_bins=2048, percentile=99.999
+            )
+            calibrator.collector = _narrow_tolerant_collector(cal)(
+                method="percentile",
+                symmetric=True,
+                num_bins=2048,
+                num_quantized_bins=None,
+                percentile=99.999,
+                scenario=None,
+            )
+        _, infos = calibrator.select_tensors_to_calibrate(calibrator.model)
+        calibrator.select_tensors_to_calibrate = lambda model: (set(tensors), infos)
+        calibrator.augment_graph()
+        calibrator.create_inference_session()
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints per call
+            for pair in calibration.pairs:
+                calibrator.collect_data(_Reader([pair], height, width))
+            return calibrator.compute_data()
+
+
 def quantize_prepared(
     prepared: Path,
     out: Path,
@@ -335,10 +429,13 @@ def quantize_prepared(
 ) -> list[str]:
     """Quantise the pre-processed graph ``prepared`` into ``out`` by ``recipe``; the quantised node names.
 
-    ``cache`` keeps the calibrated ranges (a JSON file ONNX Runtime writes and reads back), so several
-    recipes can be tried on one calibration run (the sensitivity sweep).
+    Only the activations of the quantised nodes are calibrated (:func:`calibrate_ranges`). ``cache``
+    keeps the ranges (ONNX Runtime's JSON calibration cache), so several recipes can be tried on one
+    calibration run: calibrate with the widest recipe first (the sensitivity sweep does).
     """
     onnx, q = _require_quantizer()
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
     model = onnx.load(str(prepared))
     nodes = select_nodes(model, recipe, scopes_of)
     if not nodes:
@@ -346,24 +443,26 @@ def quantize_prepared(
     methods = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile}
     if recipe.calibration not in methods:
         raise ConfigError(f"calibration must be one of {sorted(methods)}, got {recipe.calibration!r}")
-    q.quantize_static(
-        str(prepared),
-        str(out),
-        _Reader(calibration.pairs, height, width),
-        quant_format=q.QuantFormat.QDQ,
-        op_types_to_quantize=recipe.op_types,
-        nodes_to_quantize=nodes,
-        per_channel=True,
-        reduce_range=recipe.reduce_range,
-        activation_type=q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8,
-        calibrate_method=methods[recipe.calibration],
-        calibration_cache_path=cache,
-        # MinMax reduces every tensor to its min and max in the graph itself: little memory per pair;
-        # Percentile keeps every calibrated tensor of every pair until it builds its histograms.
-        # (CalibMaxIntermediateOutputs would bound that, but onnxruntime 1.32 drops the data it gathered
-        # at each bound instead of merging it: "No data is collected".)
-    )
+    with tempfile.TemporaryDirectory(prefix="sccosf_ranges_") as tmp:
+        ranges = cache or Path(tmp) / "ranges.json"
+        if not ranges.is_file():
+            tensors = activations_of(model, nodes)
+            data = calibrate_ranges(prepared, tensors, calibration, height, width, recipe.calibration)
+            save_tensors_data(data, ranges)
+        q.quantize_static(
+            str(prepared),
+            str(out),
+            None,  # the ranges come from the cache written above
+            quant_format=q.QuantFormat.QDQ,
+            op_types_to_quantize=recipe.op_types,
+            nodes_to_quantize=nodes,
+            per_channel=True,
+            reduce_range=recipe.reduce_range,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            calibrate_method=methods[recipe.calibration],
+            calibration_cache_path=ranges,
+        )
     return nodes
 
 
