@@ -370,6 +370,30 @@ def test_cache_mode_exports_once_and_reuses(
     assert len(calls) == 1 and Path(path).parent == tmp_path
 
 
+def test_cache_mode_does_not_retry_a_failed_export(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An export that fails (here: a full disk) is not tried again for every later frame of that size (each
+    try takes ~20 s in a node); those frames get one clear error, and other sizes still export."""
+    calls: list[tuple[int, int]] = []
+
+    def failing_export(checkpoint, out, height, width, seg_refine=True, **kwargs):
+        calls.append((height, width))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx_exporter, "export_onnx", failing_export)
+    rgb, th = _scenes(1)[0]
+    with FusionEngine(device="cpu", backend="onnxruntime", onnx_cache=tmp_path) as engine:
+        with pytest.raises(OSError, match="No space left"):
+            engine.infer(rgb, th)
+        for _ in range(3):
+            with pytest.raises(BackendUnavailableError, match=rf"{H}x{W} frames: its export failed.*space"):
+                engine.infer(rgb, th)
+        assert calls == [(H, W)]
+        small = (rgb[::2, ::2].copy(), th[::2, ::2].copy())
+        with pytest.raises(OSError):
+            engine.infer(*small)
+    assert calls == [(H, W), (H // 2, W // 2)]
+
+
 def test_export_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, onnx_file: Path, capsys) -> None:
     """Argument handling and the report; the export itself is the session's (see the module docstring)."""
     from sccosf_ros.cli import export as cli

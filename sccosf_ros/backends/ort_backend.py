@@ -213,6 +213,7 @@ class OrtBackend:
         session_options(num_threads, **self._session_config)  # unknown options fail here, not per size
         self._sessions: dict[tuple[int, int], Any] = {}
         self._files: dict[tuple[int, int], Path] = {}
+        self._failed: dict[tuple[int, int], str] = {}  # cache mode: sizes whose export failed, and why
         self._lock = threading.Lock()
         self._closed = False
         if not self.checkpoint.exists():
@@ -304,9 +305,19 @@ class OrtBackend:
                 f"{width}) or pass the .safetensors checkpoint (exports are then cached per size)"
             )
         with self._lock:
+            failed = self._failed.get(key)
+            if failed is not None:  # an export takes ~20 s: every later frame of the size must not retry it
+                raise BackendUnavailableError(
+                    f"no ONNX graph for {height}x{width} frames: its export failed ({failed}); not tried "
+                    "again until the engine is restarted"
+                )
             if key not in self._sessions:
-                path = self._cached_export(height, width)
-                self._sessions[key] = self._open(path)
+                try:
+                    path = self._cached_export(height, width)
+                    self._sessions[key] = self._open(path)
+                except Exception as exc:
+                    self._failed[key] = f"{type(exc).__name__}: {exc}"
+                    raise
                 self._files[key] = path
         return self._sessions[key]
 
