@@ -336,14 +336,7 @@ def test_percentile_keeps_a_too_narrow_tensor_by_its_range() -> None:
     range instead of failing the calibration; the other tensors get their percentile ranges."""
     from onnxruntime.quantization import calibrate as cal
 
-    collector = onnx_int8._narrow_tolerant_collector(cal)(
-        method="percentile",
-        symmetric=True,
-        num_bins=2048,
-        num_quantized_bins=None,
-        percentile=99.999,
-        scenario=None,
-    )
+    collector = onnx_int8.percentile_collector(cal)
     narrow = np.float32(1000.0) + np.array([0.0, 6.1e-5, 1.2e-4], np.float32)
     with pytest.raises(ValueError, match="Too many bins"):
         np.histogram(np.abs(narrow), bins=2048)

@@ -54,6 +54,8 @@ CHECK_PAIRS = 4
 MAX_FUSED_MEAN_DIFF = 2.0
 """The export fails when the INT8 fused image differs from the float one by more than this on average
 (grey levels) on the check pairs: the quality bound of docs/onnx.md."""
+PERCENTILE, BINS = 99.999, 2048
+"""Percentile calibration: ONNX Runtime's defaults (the share of magnitudes kept, histogram bins)."""
 VALIDATION_FOLDER = "seafusion"
 """Names with an image here are validation pairs (MSRS layout) and never calibrate."""
 LAYOUTS = (("vi", "ir"), ("rgb", "thermal"))
@@ -348,10 +350,11 @@ def activations_of(model: Any, nodes: Sequence[str]) -> set[str]:
     return out
 
 
-def _narrow_tolerant_collector(cal: Any) -> type:
-    """ONNX Runtime's histogram collector, except that a tensor whose values span too narrow a range for
-    2048 float32 bins (``np.histogram`` refuses it: seen on a constant-like tensor of random weights)
-    keeps its min–max range instead of failing the whole calibration."""
+def percentile_collector(cal: Any) -> Any:
+    """ONNX Runtime's histogram collector (``cal``: ``onnxruntime.quantization.calibrate``) for symmetric
+    :data:`PERCENTILE` ranges over :data:`BINS` bins, except that a tensor whose values span too narrow a
+    range for the bins in float32 (``np.histogram`` refuses it: seen on a constant-like tensor of random
+    weights) keeps its min–max range instead of failing the whole calibration."""
 
     class Collector(cal.HistogramCollector):  # type: ignore[misc, name-defined]
         def __init__(self, **kwargs: Any) -> None:
@@ -378,7 +381,14 @@ def _narrow_tolerant_collector(cal: Any) -> type:
                 out[name] = (np.float32(lo), np.float32(hi), np.zeros(1, np.int64), np.zeros(2, np.float32))
             return out
 
-    return Collector
+    return Collector(
+        method="percentile",
+        symmetric=True,
+        num_bins=BINS,
+        num_quantized_bins=None,
+        percentile=PERCENTILE,
+        scenario=None,
+    )
 
 
 def calibrate_ranges(
@@ -397,16 +407,9 @@ def calibrate_ranges(
             calibrator = cal.MinMaxCalibrater(str(prepared), None, augmented)
         else:  # ONNX Runtime's defaults for quantize_static's percentile method
             calibrator = cal.PercentileCalibrater(
-                str(prepared), None, augmented, symmetric=True, num_bins=2048, percentile=99.999
+                str(prepared), None, augmented, symmetric=True, num_bins=BINS, percentile=PERCENTILE
             )
-            calibrator.collector = _narrow_tolerant_collector(cal)(
-                method="percentile",
-                symmetric=True,
-                num_bins=2048,
-                num_quantized_bins=None,
-                percentile=99.999,
-                scenario=None,
-            )
+            calibrator.collector = percentile_collector(cal)
         _, infos = calibrator.select_tensors_to_calibrate(calibrator.model)
         calibrator.select_tensors_to_calibrate = lambda model: (set(tensors), infos)
         calibrator.augment_graph()
