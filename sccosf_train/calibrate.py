@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from sccosf_ros.engine import FusionEngine
 from sccosf_ros.metrics.boxes import Box, BoxDir, BoxScore
 from sccosf_ros.metrics.segmentation import ConfusionMatrix
 from sccosf_synth.scenes import generate_scene
-from sccosf_train.dataset import SyntheticDataset, read_split_file, read_thermal, read_visible
+from sccosf_train.dataset import SyntheticDataset, find_image, read_split_file, read_thermal, read_visible
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.625, 0.75, 1.0)
 _SEG_MODULES = ("icrm.head", "icrm.refine")
@@ -88,7 +89,8 @@ def real_logits(
     """(log class probabilities, detection boxes) of real pairs that have box files, through the engine."""
     out = []
     for name in names:
-        rgb, ir = read_visible(f"{root}/vi/{name}.png"), read_thermal(f"{root}/ir/{name}.png")
+        rgb = read_visible(find_image(Path(root) / "vi", name))
+        ir = read_thermal(find_image(Path(root) / "ir", name))
         frame_boxes = boxes.boxes(name, rgb.shape[1], rgb.shape[0])
         if frame_boxes is None:
             continue
