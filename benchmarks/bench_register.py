@@ -33,7 +33,6 @@ from figures import emit
 
 from sccosf_ros.metrics.boxes import BoxDir, box_iou, parse_yolo
 from sccosf_ros.registration import (
-    RegistrationConfig,
     RegistrationError,
     corner_distance,
     estimate_homography,
@@ -119,7 +118,7 @@ def main() -> None:
     pairs = load_pairs(args.msrs)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    h0 = estimate_homography(pairs, RegistrationConfig(max_subsets=16)).homography
+    h0 = estimate_homography(pairs).homography
     h0_s = time.perf_counter() - t0
     corner, change, secs, failures = [], [], [], []
     for _ in range(args.trials):
