@@ -11,6 +11,9 @@ find is ``H0 @ Ht``, where ``H0`` is how the dataset's own pairs align. The figu
   ``H0_hat`` the tool's own estimate on the unmoved folder (all pairs, once): how well a change of the rig
   is measured, whatever the dataset's residual misregistration.
 
+* ``h0_halves_apart_px``: how far apart the two halves of the folder (alternate pairs, fitted independently)
+  put ``H0``: whether ``dataset_alignment_h0_corner_px`` is the pairs' own misregistration or the tool's
+  scatter.
 * ``box_offset_px``: an estimate of ``H0`` that owes nothing to the tool: the median offset (x, y) of the
   public MSRS detection boxes annotated on the visible frame from the same object's box annotated on the
   infrared frame (same class, IoU > 0.5), over the folder's boxes.
@@ -118,7 +121,8 @@ def main() -> None:
     pairs = load_pairs(args.msrs)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    h0 = estimate_homography(pairs).homography
+    reg0 = estimate_homography(pairs)
+    h0 = reg0.homography
     h0_s = time.perf_counter() - t0
     corner, change, secs, failures = [], [], [], []
     for _ in range(args.trials):
@@ -155,6 +159,7 @@ def main() -> None:
         "corner_error_px": stats(corner),
         "change_error_px": stats(change),
         "dataset_alignment_h0_corner_px": round(corner_distance(h0, np.eye(3), HW), 2),
+        "h0_halves_apart_px": round(reg0.halves_apart_px, 2),
         "h0_shift_of_boxes_px": shift_at(h0, args.msrs),
         "box_offset_px": box_offset(args.msrs),
         "h0_estimate_s": round(h0_s, 1),
