@@ -18,6 +18,9 @@ find is ``H0 @ Ht``, where ``H0`` is how the dataset's own pairs align. The figu
   public MSRS detection boxes annotated on the visible frame from the same object's box annotated on the
   infrared frame (same class, IoU > 0.5), over the folder's boxes.
 
+``edge_ncc_pairs``, ``edge_ncc_mismatched`` and ``halves_apart_px`` are the trials' evidence figures (the
+pairs' edge correlation, that of mismatched pairs, the distance of the halves), what the refusals test.
+
 Empty borders of the moved frames are passed as masks (a real thermal frame has none). Figures go to stdout
 as JSON; the timing is per trial, on this machine as it is loaded.
 
@@ -124,18 +127,20 @@ def main() -> None:
     reg0 = estimate_homography(pairs)
     h0 = reg0.homography
     h0_s = time.perf_counter() - t0
-    corner, change, secs, failures = [], [], [], []
+    corner, change, secs, failures, ncc = [], [], [], [], []
     for _ in range(args.trials):
         ht = random_homography(rng)
         picked = [pairs[k] for k in rng.choice(len(pairs), args.pairs, replace=False)]
         frames, masks = moved(picked, ht)
         t = time.perf_counter()
         try:
-            h = estimate_homography(frames, thermal_masks=masks).homography
+            reg = estimate_homography(frames, thermal_masks=masks)
         except RegistrationError as exc:
             failures.append(str(exc))
             continue
         secs.append(time.perf_counter() - t)
+        h = reg.homography
+        ncc.append((reg.similarity, reg.mismatched_similarity, reg.halves_apart_px))
         corner.append(corner_distance(h, ht, HW))
         change.append(corner_distance(np.linalg.inv(h0) @ h, ht, HW))
 
@@ -164,6 +169,9 @@ def main() -> None:
         "box_offset_px": box_offset(args.msrs),
         "h0_estimate_s": round(h0_s, 1),
         "seconds_per_trial": stats(secs),
+        "edge_ncc_pairs": stats([v[0] for v in ncc]),
+        "edge_ncc_mismatched": stats([v[1] for v in ncc]),
+        "halves_apart_px": stats([v[2] for v in ncc]),
     }
     emit(figures, args.out)
 
