@@ -228,9 +228,10 @@ def estimate_homography(
     sizes: set[tuple[tuple[int, int], tuple[int, int]]] = set()
     for k, (rgb, thermal) in enumerate(pairs):
         rgb_a, th_a = np.asarray(rgb), np.asarray(thermal)
-        if rgb_a.ndim not in (2, 3) or th_a.ndim not in (2, 3) or rgb_a.size == 0 or th_a.size == 0:
+        if rgb_a.ndim not in (2, 3) or th_a.ndim not in (2, 3) or min(*rgb_a.shape[:2], *th_a.shape[:2]) < 16:
             raise RegistrationError(
-                f"pair {k}: frames must be (H, W) or (H, W, C), got {rgb_a.shape}, {th_a.shape}"
+                f"pair {k}: frames must be (H, W) or (H, W, C), at least 16x16, "
+                f"got {rgb_a.shape}, {th_a.shape}"
             )
         sizes.add((rgb_a.shape[:2], th_a.shape[:2]))
         if len(sizes) > 1:

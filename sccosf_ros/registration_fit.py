@@ -12,7 +12,7 @@ runs coarse to fine on a pyramid (OpenCV area resampling, then a small Gaussian)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -65,11 +65,8 @@ class _Level:
     """One pyramid level of the batch: images as tensors and the level's pixel centres in full-scale
     coordinates (a level pixel u covers full-scale pixels around (u + 0.5) * factor - 0.5)."""
 
-    def __init__(
-        self, batch: tuple[Sequence, Sequence, Sequence], factor: int, blur: float, hw: tuple[int, int]
-    ):
+    def __init__(self, batch: Batch, factor: int, blur: float, hw: tuple[int, int]):
         rgb, thermal, masks = batch
-        self.factor = factor
         self.rgb = torch.from_numpy(np.stack([_shrink(a, factor, blur) for a in rgb]))[:, None]
         self.thermal = torch.from_numpy(np.stack([_shrink(a, factor, blur) for a in thermal]))[:, None]
         self.mask = torch.from_numpy(np.stack([_shrink(a, factor, 0.0) for a in masks]))[:, None]
@@ -98,7 +95,7 @@ class _Level:
         return _ncc(torch.roll(self.rgb, shift, 0) if shift else self.rgb, thermal, weight)
 
 
-def _optimise(level: _Level, warp, d: torch.Tensor, iterations: int) -> float:
+def _optimise(level: _Level, warp: Callable[[], torch.Tensor], d: torch.Tensor, iterations: int) -> float:
     """LBFGS on ``d`` (the corner displacements ``warp()`` reads) at one level; the pairs' mean NCC after."""
     opt = torch.optim.LBFGS(
         [d], max_iter=iterations, line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-3

@@ -144,6 +144,10 @@ def test_unrelated_images_are_refused(scenes: list) -> None:
         estimate_homography([(s.rgb, t) for s, t in zip(scenes, others, strict=True)])
     with pytest.raises(RegistrationError, match="no image pairs"):
         estimate_homography([])
+    with pytest.raises(RegistrationError, match="at least 16x16"):
+        estimate_homography([(scenes[0].rgb[:8], scenes[0].thermal[:8])] * 4)
+    with pytest.raises(RegistrationError, match="at least 16x16"):
+        estimate_homography([(scenes[0].rgb, np.zeros((240, 320, 3, 2)))])
     with pytest.raises(RegistrationError, match="sizes"):
         estimate_homography([(scenes[0].rgb, scenes[0].thermal), (scenes[1].rgb, scenes[1].thermal[:100])])
 
