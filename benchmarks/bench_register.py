@@ -11,9 +11,15 @@ find is ``H0 @ Ht``, where ``H0`` is how the dataset's own pairs align. The figu
   ``H0_hat`` the tool's own estimate on the unmoved folder (all pairs, once): how well a change of the rig
   is measured, whatever the dataset's residual misregistration.
 
+* ``h0_halves_apart_px``: how far apart the two halves of the folder (alternate pairs, fitted independently)
+  put ``H0``: whether ``dataset_alignment_h0_corner_px`` is the pairs' own misregistration or the tool's
+  scatter.
 * ``box_offset_px``: an estimate of ``H0`` that owes nothing to the tool: the median offset (x, y) of the
   public MSRS detection boxes annotated on the visible frame from the same object's box annotated on the
   infrared frame (same class, IoU > 0.5), over the folder's boxes.
+
+``edge_ncc_pairs``, ``edge_ncc_mismatched`` and ``halves_apart_px`` are the trials' evidence figures (the
+pairs' edge correlation, that of mismatched pairs, the distance of the halves), what the refusals test.
 
 Empty borders of the moved frames are passed as masks (a real thermal frame has none). Figures go to stdout
 as JSON; the timing is per trial, on this machine as it is loaded.
@@ -33,7 +39,6 @@ from figures import emit
 
 from sccosf_ros.metrics.boxes import BoxDir, box_iou, parse_yolo
 from sccosf_ros.registration import (
-    RegistrationConfig,
     RegistrationError,
     corner_distance,
     estimate_homography,
@@ -119,20 +124,23 @@ def main() -> None:
     pairs = load_pairs(args.msrs)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    h0 = estimate_homography(pairs, RegistrationConfig(max_subsets=16)).homography
+    reg0 = estimate_homography(pairs)
+    h0 = reg0.homography
     h0_s = time.perf_counter() - t0
-    corner, change, secs, failures = [], [], [], []
+    corner, change, secs, failures, ncc = [], [], [], [], []
     for _ in range(args.trials):
         ht = random_homography(rng)
         picked = [pairs[k] for k in rng.choice(len(pairs), args.pairs, replace=False)]
         frames, masks = moved(picked, ht)
         t = time.perf_counter()
         try:
-            h = estimate_homography(frames, thermal_masks=masks).homography
+            reg = estimate_homography(frames, thermal_masks=masks)
         except RegistrationError as exc:
             failures.append(str(exc))
             continue
         secs.append(time.perf_counter() - t)
+        h = reg.homography
+        ncc.append((reg.similarity, reg.mismatched_similarity, reg.halves_apart_px))
         corner.append(corner_distance(h, ht, HW))
         change.append(corner_distance(np.linalg.inv(h0) @ h, ht, HW))
 
@@ -156,10 +164,14 @@ def main() -> None:
         "corner_error_px": stats(corner),
         "change_error_px": stats(change),
         "dataset_alignment_h0_corner_px": round(corner_distance(h0, np.eye(3), HW), 2),
+        "h0_halves_apart_px": round(reg0.halves_apart_px, 2),
         "h0_shift_of_boxes_px": shift_at(h0, args.msrs),
         "box_offset_px": box_offset(args.msrs),
         "h0_estimate_s": round(h0_s, 1),
         "seconds_per_trial": stats(secs),
+        "edge_ncc_pairs": stats([v[0] for v in ncc]),
+        "edge_ncc_mismatched": stats([v[1] for v in ncc]),
+        "halves_apart_px": stats([v[2] for v in ncc]),
     }
     emit(figures, args.out)
 

@@ -3,17 +3,20 @@
 Thermal and visible intensities are unrelated (a warm wall may be dark or bright; polarity flips), but object
 outlines show in both. Each frame becomes a *locally normalised gradient magnitude* image (Sobel magnitude
 over its neighbourhood mean, so faint night-time edges in the visible frame count as much as strong ones).
-Single pairs hold too few shared edges for a reliable fit, so the pairs are split into a few disjoint
-subsets and each subset's edge images are summed: the same homography aligns the sums, with far more
-structure. The pairs are grouped twice (interleaved, then in consecutive blocks), so each pair is in two
-subsets and there are twice as many estimates to take the median of. Each subset is fitted with OpenCV's
-ECC (``cv2.findTransformECC``) coarse to fine (:func:`schedule`): for 640-px frames translation and affine
-at 1/8 and 1/4 scale, then the homography at 1/4, 1/2 and full scale.
+One pair holds too few shared edges for a reliable fit, so one homography is fitted to all pairs at once:
+it maximises the mean over pairs of the normalised cross-correlation between the RGB edge image and the
+warped thermal one (:mod:`sccosf_ros.registration_fit`, torch, coarse to fine from the identity,
+:func:`levels`). Each pair keeps its own sharp edges: summing the pairs' edge images first, as OpenCV's ECC
+needs, blurs them (on MSRS that method's error of a recovered change was 3.6 px, this one's 2.1 px;
+docs/registration.md).
 
-The subsets' estimates must agree: the result is the median of their frame corners, subsets further than
-``agreement_px`` (scaled to a 640x480 frame) from it are outliers, and fewer than two agreeing subsets, or
-fewer than half, is an error (:class:`RegistrationError`) rather than a wrong matrix. The residual figure is
-the median corner distance of the agreeing subsets from the result.
+Trust comes from two checks, and failing either is an error (:class:`RegistrationError`), not a wrong
+matrix: the pairs are split into two halves (alternate pairs) fitted independently from the identity, whose
+results must agree within ``agreement_px`` (corner distance scaled to a 640x480 frame); and under the result
+the pairs must correlate better than the same frames mismatched (RGB of one pair, thermal of the next) by
+``min_margin``. The halves are fitted on the pyramid's coarser levels only (the check needs no more, and it
+halves the time); the result is all pairs refined together on the finest level from the halves' middle.
+The residual figure is the distance of the halves from each other.
 
 The homography maps thermal pixel coordinates to RGB pixel coordinates (OpenCV pixel centres), the
 convention of the node's ``homography`` parameter and of
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -32,19 +35,21 @@ import numpy as np
 from sccosf_ros.errors import ConfigError, InputError
 from sccosf_ros.imaging.resize import resize_homography
 from sccosf_ros.imaging.thermal import percentiles
-
-_T, _A, _H = cv2.MOTION_TRANSLATION, cv2.MOTION_AFFINE, cv2.MOTION_HOMOGRAPHY
-MIN_LEVEL_WIDTH = 64  # ECC on fewer columns than this finds too little structure
+from sccosf_ros.registration_fit import corners, fit, mismatched_similarity
 
 
-def schedule(width: int) -> list[tuple[int, int]]:
-    """(downscale factor, ECC motion model), coarse to fine: translation and affine on the coarsest two
-    levels, the homography from the second; for 640 px wide frames: 1/8 T, 1/8 A, 1/4 A, 1/4 H, 1/2 H, 1 H."""
-    factors = [f for f in (8, 4, 2, 1) if width / f >= MIN_LEVEL_WIDTH] or [1]
-    out = [(factors[0], _T), (factors[0], _A)]
-    if len(factors) == 1:
-        return [*out, (factors[0], _H)]
-    return [*out, (factors[1], _A), (factors[1], _H), *((f, _H) for f in factors[2:])]
+def levels(width: int, cfg: RegistrationConfig) -> list[int]:
+    """Pyramid factors, coarse to fine: the coarsest level at least ``coarse_width`` columns (for the
+    largest motions), the finest the first at most ``fine_width`` (finer levels cost 4x each and did not
+    help on MSRS); for 640 px wide frames 8, 4, 2, for 320 px 4, 2, 1."""
+    out = [1]
+    while width / (out[-1] * 2) >= cfg.fine_width:
+        out.append(out[-1] * 2)
+    fine = out[-1]
+    out = [fine]
+    while width / (out[0] * 2) >= cfg.coarse_width:
+        out.insert(0, out[0] * 2)
+    return out
 
 
 class RegistrationError(InputError):
@@ -55,36 +60,21 @@ class RegistrationError(InputError):
 class RegistrationConfig:
     """Parameters of :func:`estimate_homography`; the defaults are the ones docs/registration.md measured."""
 
-    blur: float = 1.5  # Gaussian sigma (px) before the gradient: noise and demosaicing artefacts
+    blur: float = 2.5  # Gaussian sigma (px) before the gradient: noise, demosaicing, fine texture
     local_sigma: float = 16.0  # neighbourhood (px) of the gradient normalisation
-    pairs_per_subset: int = 8
-    max_subsets: int = 4
-    agreement_px: float = 6.0  # subsets within this of the median (mean corner distance, 640x480 frame)
+    level_blur: float = 1.0  # Gaussian sigma (level px) on each pyramid level: a smoother objective
+    coarse_width: int = 64  # columns of the coarsest pyramid level, at least
+    fine_width: int = 320  # columns of the finest pyramid level, about
+    iterations: int = 30  # LBFGS iterations per level
+    agreement_px: float = 12.0  # the halves' results within this (mean corner distance, 640x480 frame)
+    min_margin: float = 0.05  # pairs' mean NCC over that of mismatched pairs, at least
     min_edge_level: float = 2.0  # a frame whose 99th-percentile gradient (grey levels/px) is below: no edges
-    ecc_iterations: int = 100
-    ecc_epsilon: float = 1e-6
-    ecc_smoothing: int = 5  # ECC's own Gaussian (odd kernel size) at full scale
-    groupings: int = 2  # 1: each pair in one subset; 2: in two (interleaved, then consecutive blocks)
 
     def __post_init__(self) -> None:
-        if self.pairs_per_subset < 1 or self.max_subsets < 2:
-            raise ConfigError("need pairs_per_subset >= 1 and max_subsets >= 2 (agreement needs two subsets)")
-        if self.groupings not in (1, 2):
-            raise ConfigError(f"groupings must be 1 or 2, got {self.groupings}")
-        if not (self.blur > 0 and self.local_sigma > 0 and self.agreement_px > 0):
-            raise ConfigError("blur, local_sigma and agreement_px must be > 0")
-
-
-@dataclass
-class SubsetFit:
-    """One subset's estimate: which pairs, the ECC correlation, the distance from the result."""
-
-    pairs: list[int]
-    homography: np.ndarray | None
-    correlation: float | None = None
-    deviation_px: float | None = None  # mean corner distance from the result, in RGB pixels
-    agrees: bool = False
-    error: str | None = None
+        if not (self.blur > 0 and self.local_sigma > 0 and self.agreement_px > 0 and self.level_blur >= 0):
+            raise ConfigError("blur, local_sigma and agreement_px must be > 0, level_blur >= 0")
+        if not (self.fine_width >= 1 and self.coarse_width >= 8 and self.iterations >= 1):
+            raise ConfigError("need fine_width >= 1, coarse_width >= 8 and iterations >= 1")
 
 
 @dataclass
@@ -96,23 +86,21 @@ class Registration:
     rgb_hw: tuple[int, int]
     pairs_used: int
     pairs_skipped: dict[str, int]
-    subsets: list[SubsetFit] = field(default_factory=list)
-
-    @property
-    def agreeing(self) -> list[SubsetFit]:
-        return [s for s in self.subsets if s.agrees]
+    halves_apart_px: float  # corner distance (RGB px) of the two halves' independent (coarse) results
+    similarity: float  # the pairs' mean NCC of edge images under the result, finest level
+    mismatched_similarity: float  # the same for mismatched pairs (RGB of one, thermal of the next)
 
     @property
     def residual_px(self) -> float:
-        """Median corner distance (RGB px) of the agreeing subsets from the result."""
-        return float(np.median([s.deviation_px for s in self.agreeing]))
+        """Half the distance between the halves' results: how far either lies from their middle (RGB px)."""
+        return self.halves_apart_px / 2
 
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in self.pairs_skipped.items() if n)
         return (
-            f"{self.pairs_used} pairs in {len(self.subsets)} subsets, {len(self.agreeing)} agree; "
-            f"residual {self.residual_px:.2f} px (median corner distance of the subsets from the result)"
-            + (f"; skipped: {skipped}" if skipped else "")
+            f"{self.pairs_used} pairs; two halves of them agree to {self.halves_apart_px:.2f} px (corner "
+            f"distance); edge correlation {self.similarity:.3f}, mismatched pairs "
+            f"{self.mismatched_similarity:.3f}" + (f"; skipped: {skipped}" if skipped else "")
         )
 
 
@@ -145,10 +133,7 @@ def _has_edges(gray: np.ndarray, level: float) -> bool:
     return float(np.percentile(mag, 99)) / 8.0 >= level  # Sobel 3x3 gains 8 on a unit step
 
 
-def frame_corners(hw: tuple[int, int]) -> np.ndarray:
-    """The four outer pixel centres of an (H, W) frame, (4, 2) float64."""
-    h, w = hw
-    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+frame_corners = corners  # the four outer pixel centres of an (H, W) frame, (4, 2) float64
 
 
 def corner_distance(a: np.ndarray, b: np.ndarray, hw: tuple[int, int]) -> float:
@@ -158,47 +143,11 @@ def corner_distance(a: np.ndarray, b: np.ndarray, hw: tuple[int, int]) -> float:
     return float(np.linalg.norm(pa - pb, axis=1).mean())
 
 
-def _ecc_steps(
-    steps: Sequence[tuple[int, int]],
-    images: tuple[np.ndarray, np.ndarray, np.ndarray],
-    warp: np.ndarray,
-    cfg: RegistrationConfig,
-) -> tuple[np.ndarray, float]:
-    """ECC ``steps`` from ``warp`` (template -> image coordinates, full scale); the warp, the correlation."""
-    template, image, mask = images
-    cc = 0.0
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, cfg.ecc_iterations, cfg.ecc_epsilon)
-    for factor, motion in steps:
-        s = np.diag([1.0 / factor, 1.0 / factor, 1.0]).astype(np.float32)
-        shrink = {"fx": 1.0 / factor, "fy": 1.0 / factor}
-        t = cv2.resize(template, None, **shrink, interpolation=cv2.INTER_AREA) if factor > 1 else template
-        i = cv2.resize(image, None, **shrink, interpolation=cv2.INTER_AREA) if factor > 1 else image
-        m = cv2.resize(mask, None, **shrink, interpolation=cv2.INTER_NEAREST) if factor > 1 else mask
-        w = s @ warp @ np.linalg.inv(s)
-        w = (w / w[2, 2]).astype(np.float32)
-        if motion != _H:
-            w = np.ascontiguousarray(w[:2])
-        cc, w = cv2.findTransformECC(t, i, w, motion, criteria, m, cfg.ecc_smoothing if factor == 1 else 5)
-        if w.shape[0] == 2:
-            w = np.vstack([w, [0.0, 0.0, 1.0]]).astype(np.float32)
-        warp = np.linalg.inv(s) @ w @ s
-    return warp.astype(np.float64), float(cc)
-
-
-def _ecc(template: np.ndarray, image: np.ndarray, mask: np.ndarray, cfg: RegistrationConfig) -> tuple:
-    """ECC coarse to fine (:func:`schedule`) from the identity; the image->template homography and the
-    final correlation. (Starting the coarsest level from several scales and keeping the best correlation
-    was tried: on MSRS it picked wrong starts more often than it rescued a subset.)"""
-    warp, cc = _ecc_steps(schedule(template.shape[1]), (template, image, mask), np.eye(3), cfg)
-    out = np.linalg.inv(warp)
-    return out / out[2, 2], cc
-
-
 @dataclass
 class _Prepared:
     rgb_edges: np.ndarray
     thermal_edges: np.ndarray  # resampled onto the RGB grid
-    mask: np.ndarray  # uint8, 255 where the thermal frame has data
+    mask: np.ndarray  # float32, 1 where the thermal frame has data
 
 
 def _prepare(
@@ -217,70 +166,48 @@ def _prepare(
     if th_g.shape != (h, w):  # onto the RGB grid first, so that both edge images have one scale
         th_g = cv2.resize(th_g, (w, h), interpolation=cv2.INTER_LINEAR)
         valid = cv2.resize(valid, (w, h), interpolation=cv2.INTER_NEAREST)
-    th_edges = edge_image(th_g, cfg.blur, cfg.local_sigma)
     valid = cv2.erode(valid, np.ones((9, 9), np.uint8))  # the gradient is not defined on the frame's edge
+    th_edges = edge_image(th_g, cfg.blur, cfg.local_sigma)
     rgb_edges = edge_image(rgb_g, cfg.blur, cfg.local_sigma)
-    return _Prepared(rgb_edges, th_edges * (valid > 0), valid)
+    return _Prepared(rgb_edges, th_edges, (valid > 0).astype(np.float32))
 
 
-def _sums(prepared: list[_Prepared], members: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    template = np.sum([prepared[k].rgb_edges for k in members], axis=0, dtype=np.float32)
-    image = np.sum([prepared[k].thermal_edges for k in members], axis=0, dtype=np.float32)
-    return template, image, np.min([prepared[k].mask for k in members], axis=0)
+def _batch(prepared: Sequence[_Prepared]) -> tuple[list, list, list]:
+    return [p.rgb_edges for p in prepared], [p.thermal_edges for p in prepared], [p.mask for p in prepared]
 
 
-def _fit_subset(prepared: list[_Prepared], members: list[int], cfg: RegistrationConfig) -> SubsetFit:
-    try:
-        h, cc = _ecc(*_sums(prepared, members), cfg)
-    except cv2.error as exc:
-        return SubsetFit(members, None, error=f"ECC did not converge ({str(exc).strip().splitlines()[-1]})")
-    if not np.all(np.isfinite(h)):
-        return SubsetFit(members, None, error="ECC gave a non-finite matrix")
-    return SubsetFit(members, h, correlation=cc)
+def _middle(a: np.ndarray, b: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The homography whose frame corners lie midway between those of ``a`` and ``b``."""
+    c = frame_corners(hw)[None]
+    mid = (cv2.perspectiveTransform(c, a)[0] + cv2.perspectiveTransform(c, b)[0]) / 2
+    return cv2.getPerspectiveTransform(c[0].astype(np.float32), mid.astype(np.float32)).astype(np.float64)
 
 
-def _subsets(n: int, cfg: RegistrationConfig) -> list[list[int]]:
-    """Disjoint subsets of pairs spread evenly over the input, interleaved (neighbours in time land in
-    different subsets). Summing many more than ``pairs_per_subset`` frames blurs the sums into a mean image
-    whose structure no longer pins the fit, so at most ``max_subsets * pairs_per_subset`` pairs are used.
-    With ``groupings: 2`` the same pairs are grouped again in consecutive blocks: twice the estimates for
-    the median (on MSRS: corner error median 4.65 -> 4.27 px, p90 5.73 -> 5.46 px; twice the time)."""
-    k = max(2, min(cfg.max_subsets, n // cfg.pairs_per_subset))
-    size = max(1, min(cfg.pairs_per_subset, n // k))
-    chosen = np.linspace(0, n - 1, k * size).round().astype(int).tolist()
-    out = [chosen[i::k] for i in range(k)]
-    if cfg.groupings > 1 and size > 1:  # each pair once more, in consecutive blocks
-        out += [chosen[i * size : (i + 1) * size] for i in range(k)]
-    return out
-
-
-def _combine(fits: list[SubsetFit], rgb_hw: tuple[int, int], cfg: RegistrationConfig) -> np.ndarray:
-    """The median of the subsets' corners; marks which subsets agree with it."""
-    ok = [f for f in fits if f.homography is not None]
-    if len(ok) < 2:
-        raise RegistrationError(f"only {len(ok)} of {len(fits)} subsets converged; " + _errors(fits))
-    corners = frame_corners(rgb_hw)
-    moved = np.array([cv2.perspectiveTransform(corners[None], f.homography)[0] for f in ok])
-    median = np.median(moved, axis=0)
-    scale = math.hypot(rgb_hw[0], rgb_hw[1]) / 800.0  # agreement_px is for a 640x480 frame
-    for f, m in zip(ok, moved, strict=True):
-        f.deviation_px = float(np.linalg.norm(m - median, axis=1).mean())
-        f.agrees = f.deviation_px <= cfg.agreement_px * scale
-    agreeing = [f for f in ok if f.agrees]
-    if len(agreeing) < 2 or len(agreeing) * 2 < len(fits):
-        spread = ", ".join(f"{f.deviation_px:.1f}" for f in ok)
+def _joint_fit(prepared: list[_Prepared], cfg: RegistrationConfig) -> tuple[np.ndarray, float, float, float]:
+    """G (RGB -> thermal, RGB grid), the halves' distance, the pairs' and mismatched pairs' NCC; raises
+    when the halves disagree or the pairs correlate no better than mismatched ones."""
+    hw = prepared[0].rgb_edges.shape
+    factors = levels(hw[1], cfg)
+    coarse = factors[:-1] or factors
+    halves = [
+        fit(_batch(prepared[k::2]), np.eye(3), coarse, cfg.level_blur, cfg.iterations)[0] for k in (0, 1)
+    ]
+    apart = corner_distance(halves[0], halves[1], hw)
+    allowed = cfg.agreement_px * math.hypot(*hw) / 800.0  # agreement_px is for a 640x480 frame
+    if apart > allowed:
         raise RegistrationError(
-            f"the pair subsets disagree: corner distances from their median {spread} px (at most "
-            f"{cfg.agreement_px * scale:.1f} px wanted); the images may be unrelated, or show too little "
-            "structure in both modalities"
+            f"two halves of the pairs give results {apart:.1f} px apart (corner distance; at most "
+            f"{allowed:.1f} px wanted): the images may be unrelated, or show too little structure in both "
+            "modalities"
         )
-    final = np.median(np.array([m for f, m in zip(ok, moved, strict=True) if f.agrees]), axis=0)
-    h = cv2.getPerspectiveTransform(corners.astype(np.float32), final.astype(np.float32)).astype(np.float64)
-    return h / h[2, 2]
-
-
-def _errors(fits: list[SubsetFit]) -> str:
-    return "; ".join(f.error for f in fits if f.error) or "no error reported"
+    g, score = fit(_batch(prepared), _middle(*halves, hw), factors[-1:], cfg.level_blur, cfg.iterations)
+    wrong = mismatched_similarity(_batch(prepared), g, factors[-1], cfg.level_blur)
+    if score < wrong + cfg.min_margin:
+        raise RegistrationError(
+            f"the pairs' edges correlate no better than mismatched pairs' ({score:.3f} against {wrong:.3f}, "
+            f"at least {cfg.min_margin} more wanted): the images may be unrelated"
+        )
+    return g, apart, score, wrong
 
 
 def estimate_homography(
@@ -301,9 +228,10 @@ def estimate_homography(
     sizes: set[tuple[tuple[int, int], tuple[int, int]]] = set()
     for k, (rgb, thermal) in enumerate(pairs):
         rgb_a, th_a = np.asarray(rgb), np.asarray(thermal)
-        if rgb_a.ndim not in (2, 3) or th_a.ndim not in (2, 3) or rgb_a.size == 0 or th_a.size == 0:
+        if rgb_a.ndim not in (2, 3) or th_a.ndim not in (2, 3) or min(*rgb_a.shape[:2], *th_a.shape[:2]) < 16:
             raise RegistrationError(
-                f"pair {k}: frames must be (H, W) or (H, W, C), got {rgb_a.shape}, {th_a.shape}"
+                f"pair {k}: frames must be (H, W) or (H, W, C), at least 16x16, "
+                f"got {rgb_a.shape}, {th_a.shape}"
             )
         sizes.add((rgb_a.shape[:2], th_a.shape[:2]))
         if len(sizes) > 1:
@@ -324,9 +252,8 @@ def estimate_homography(
         raise RegistrationError(
             f"{len(prepared)} usable pairs (need at least 2; skipped: {detail or 'none'})"
         )
-    fits = [_fit_subset(prepared, members, cfg) for members in _subsets(len(prepared), cfg)]
-    h_rgb = _combine(fits, rgb_hw, cfg)
+    g, apart, score, wrong = _joint_fit(prepared, cfg)
+    h_rgb = np.linalg.inv(g)
     to_rgb_grid = resize_homography(th_hw, rgb_hw) if th_hw != rgb_hw else np.eye(3)
     h = h_rgb @ to_rgb_grid
-    used = len({k for f in fits for k in f.pairs})
-    return Registration(h / h[2, 2], th_hw, rgb_hw, used, skipped, fits)
+    return Registration(h / h[2, 2], th_hw, rgb_hw, len(prepared), skipped, apart, score, wrong)
