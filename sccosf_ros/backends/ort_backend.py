@@ -34,6 +34,9 @@ import numpy as np
 
 from sccosf_ros.backends import BackendOptions, BackendOutput, Device, check_precision, softmax
 from sccosf_ros.backends.onnx_format import (
+    PRECISIONS as GRAPH_PRECISIONS,
+)
+from sccosf_ros.backends.onnx_format import (
     cached_export_path,
     file_sha256,
     onnx_cache_dir,
@@ -155,7 +158,7 @@ class OrtBackend:
     """Runs exported SC-CoSF graphs with ONNX Runtime; see the module docstring for how it finds them."""
 
     name = "onnxruntime"
-    PRECISIONS = ("fp32", "int8")
+    PRECISIONS = GRAPH_PRECISIONS  # what an exported graph computes in
 
     @classmethod
     def check(cls, options: BackendOptions) -> BackendOptions:

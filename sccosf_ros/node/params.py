@@ -252,7 +252,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "camera_info_sync",
         "stamp",
         "Which rgb/camera_info goes with an output: stamp (the one with the RGB image's stamp, as drivers "
-        "publish them) or latest (the newest received); none: nothing on sccosf/camera_info",
+        "publish them) or latest (the newest received); without any, sccosf/camera_info stays silent",
         _one_of(*CAMERA_INFO_SYNC_MODES),
     ),
     ParamSpec(
