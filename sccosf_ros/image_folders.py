@@ -56,6 +56,14 @@ def pair_by_stem(
     )
 
 
+def spread(n: int, k: int) -> list[int]:
+    """Indices of at most ``k`` of ``n`` items spread evenly over them, first and last included (fewer when
+    ``k`` > ``n``): a sample of a recording's pairs that covers all of it, not its start."""
+    if n <= 0 or k <= 0:
+        return []
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)).tolist()
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Any 8/16-bit grey, BGR or BGRA file as (H, W, 3) uint8 RGB."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

@@ -42,6 +42,7 @@ from sccosf_ros.backends.onnx_format import (
     read_onnx_metadata,
 )
 from sccosf_ros.errors import BackendUnavailableError, ConfigError
+from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal, spread
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,6 @@ def find_calibration_pairs(
     ConfigError (one line, says what to do) for a folder that is missing, has neither layout, or has fewer
     than :data:`MIN_CALIBRATION_PAIRS` usable pairs.
     """
-    from sccosf_ros.cli.fuse import pair_by_stem
-
     root = Path(folder)
     if count < MIN_CALIBRATION_PAIRS:
         raise ConfigError(f"--calibration-pairs must be at least {MIN_CALIBRATION_PAIRS}, got {count}")
@@ -203,10 +202,9 @@ def find_calibration_pairs(
             f"{sum(p[0] in excluded for p in pairs)} excluded left out); INT8 calibration needs at least "
             f"{MIN_CALIBRATION_PAIRS}"
         )
-    n = min(count, len(usable))
-    picks = sorted({int(i) for i in np.linspace(0, len(usable) - 1, n).round()})
-    chosen = [usable[i] for i in picks]
-    spare = [p for i, p in enumerate(usable) if i not in set(picks)]
+    picks = set(spread(len(usable), count))
+    chosen = [p for i, p in enumerate(usable) if i in picks]
+    spare = [p for i, p in enumerate(usable) if i not in picks]
     record = {
         "folder": str(root.resolve()),
         "layout": f"{layout[0]}/ + {layout[1]}/",
@@ -231,7 +229,6 @@ def read_pair(rgb_path: Path, thermal_path: Path, height: int, width: int) -> tu
     ``auto``)."""
     import cv2
 
-    from sccosf_ros.cli.fuse import read_rgb, read_thermal
     from sccosf_ros.imaging import ThermalNormalizer
 
     rgb = read_rgb(rgb_path)

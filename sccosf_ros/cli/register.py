@@ -22,7 +22,8 @@ import yaml
 
 from sccosf_ros import bags
 from sccosf_ros.errors import SccosfError
-from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal
+from sccosf_ros.image_folders import pair_by_stem, read_rgb, read_thermal, spread
+from sccosf_ros.imaging.color import to_rgb
 from sccosf_ros.imaging.resize import warp_thermal_to_rgb
 from sccosf_ros.pairing import ApproximateTimePairer
 from sccosf_ros.pipeline import SYNC_QUEUE_SIZE, SYNC_SLOP_S
@@ -46,9 +47,8 @@ def folder_pairs(rgb_dir: Path, thermal_dir: Path, max_pairs: int) -> list[Pair]
     matched, _, _ = pair_by_stem(rgb_dir, thermal_dir, PROG)
     if not matched:
         raise UserError(f"no file names in common between {rgb_dir} and {thermal_dir} (pairs match by name)")
-    picks = np.unique(np.linspace(0, len(matched) - 1, min(max_pairs, len(matched))).round().astype(int))
     pairs = []
-    for k in picks:
+    for k in spread(len(matched), max_pairs):
         stem, rgb, thermal = matched[k]
         try:
             pairs.append((read_rgb(rgb), read_thermal(thermal)))
@@ -66,18 +66,11 @@ def bag_pairs(bag: Path, rgb_topic: str, thermal_topic: str, max_pairs: int) -> 
         stream = "rgb" if m.topic == rgb_topic else "thermal"
         for p in pairer.add(stream, m.stamp_ns, (m.array, m.encoding)):
             if seen % stride == 0:
-                kept.append((to_rgb_frame(*p.rgb), np.array(p.thermal[0])))
+                kept.append((to_rgb(*p.rgb), np.array(p.thermal[0])))
                 if len(kept) >= 2 * max_pairs:  # keep every second one and halve the rate from now on
                     kept, stride = kept[::2], stride * 2
             seen += 1
-    picks = np.unique(np.linspace(0, len(kept) - 1, min(max_pairs, len(kept))).round().astype(int))
-    return [kept[k] for k in picks] if kept else []
-
-
-def to_rgb_frame(array: np.ndarray, encoding: str) -> np.ndarray:
-    from sccosf_ros.imaging.color import to_rgb
-
-    return to_rgb(array, encoding)
+    return [kept[k] for k in spread(len(kept), max_pairs)]
 
 
 def params_yaml(reg: Registration, source: str) -> str:
@@ -108,7 +101,7 @@ def _edges_overlay(rgb: np.ndarray, thermal_on_rgb: np.ndarray, valid: np.ndarra
 def check_picture(pairs: Sequence[Pair], reg: Registration, rows: int = 3) -> np.ndarray:
     """Edges of the RGB frame (green) and thermal frame (magenta): resized only (left), warped (right)."""
     out = []
-    for k in np.unique(np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).round().astype(int)):
+    for k in spread(len(pairs), rows):
         rgb, thermal = pairs[k]
         th = to_gray255(thermal)
         ones = np.full(th.shape, 255, np.uint8)
