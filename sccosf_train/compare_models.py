@@ -61,7 +61,8 @@ def _pct(v: float | None) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{100 * v:.1f} %"
 
 
-def _num(v: float | None) -> str:
+def num_cell(v: float | None) -> str:
+    """A table cell: three decimals, or a dash for a missing or undefined value."""
     return "–" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
@@ -72,8 +73,8 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for label, r in results.items():
         pc = r["per_class"]
-        cells = [label, *(_num(pc[c]["F"]) for c in classes), f"**{_num(r['mean_F'])}**"]
-        lines.append("| " + " | ".join([*cells, _pct(r["boxless_share"]), _num(r["fill"])]) + " |")
+        cells = [label, *(num_cell(pc[c]["F"]) for c in classes), f"**{num_cell(r['mean_F'])}**"]
+        lines.append("| " + " | ".join([*cells, _pct(r["boxless_share"]), num_cell(r["fill"])]) + " |")
     lines += [
         "",
         "| model | class | precision | hit rate | F | fill | objects | hits |",
@@ -82,8 +83,8 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     for label, r in results.items():
         for c, v in r["per_class"].items():
             lines.append(
-                f"| {label} | {c} | {_num(v['precision'])} | {_num(v['hit_rate'])} | {_num(v['F'])} | "
-                f"{_num(v['fill'])} | {v['objects']} | {v['hits']} |"
+                f"| {label} | {c} | {num_cell(v['precision'])} | {num_cell(v['hit_rate'])} | "
+                f"{num_cell(v['F'])} | {num_cell(v['fill'])} | {v['objects']} | {v['hits']} |"
             )
     return "\n".join(lines)
 

@@ -41,7 +41,7 @@ import numpy as np
 from sccosf_ros.metrics.boxes import BoxDir
 from sccosf_ros.metrics.fusion import FUSION_METRICS, fusion_metrics, to_gray255
 from sccosf_ros.report import json_safe
-from sccosf_train.compare_models import score_masks
+from sccosf_train.compare_models import num_cell, score_masks
 from sccosf_train.dataset import read_split_file, read_thermal, read_visible, seafusion_split
 
 TOLERANCES = {
@@ -135,10 +135,6 @@ def check_tolerances(ref: dict[str, Any], other: dict[str, Any], diff: dict[str,
     return {k: {"measured": v[0], "bound": v[1], "holds": bool(v[2])} for k, v in out.items()}
 
 
-def _num(v: float) -> str:
-    return "–" if v is None or not math.isfinite(v) else f"{v:.3f}"
-
-
 def score_markdown(report: dict[str, Any]) -> str:
     results, summary, checks = report["results"], report["differences"], report["tolerances"]
     classes = list(next(iter(results.values()))["box"]["per_class"])
@@ -152,8 +148,8 @@ def score_markdown(report: dict[str, Any]) -> str:
     ]
     for label, r in results.items():
         pc = r["box"]["per_class"]
-        cells = [label, *(_num(pc[c]["F"]) for c in classes), _num(r["box"]["mean_F"])]
-        cells += [_num(r["fusion"][m]) for m in FUSION_METRICS] + [f"{r['engine_ms_median']:.0f}"]
+        cells = [label, *(num_cell(pc[c]["F"]) for c in classes), num_cell(r["box"]["mean_F"])]
+        cells += [num_cell(r["fusion"][m]) for m in FUSION_METRICS] + [f"{r['engine_ms_median']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
