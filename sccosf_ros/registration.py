@@ -42,10 +42,9 @@ def levels(width: int, cfg: RegistrationConfig) -> list[int]:
     """Pyramid factors, coarse to fine: the coarsest level at least ``coarse_width`` columns (for the
     largest motions), the finest the first at most ``fine_width`` (finer levels cost 4x each and did not
     help on MSRS); for 640 px wide frames 8, 4, 2, for 320 px 4, 2, 1."""
-    out = [1]
-    while width / (out[-1] * 2) >= cfg.fine_width:
-        out.append(out[-1] * 2)
-    fine = out[-1]
+    fine = 1
+    while width / (fine * 2) >= cfg.fine_width:
+        fine *= 2
     out = [fine]
     while width / (out[0] * 2) >= cfg.coarse_width:
         out.insert(0, out[0] * 2)
@@ -104,10 +103,15 @@ class Registration:
         )
 
 
+def _gradient_magnitude(gray: np.ndarray, blur: float) -> np.ndarray:
+    """Sobel (3x3) gradient magnitude after a Gaussian of ``blur`` px, float32."""
+    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), blur)
+    return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
+
+
 def edge_image(gray: np.ndarray, blur: float, local_sigma: float) -> np.ndarray:
     """Locally normalised gradient magnitude (float32): the modality-independent picture of a frame."""
-    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), blur)
-    mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
+    mag = _gradient_magnitude(gray, blur)
     local = cv2.GaussianBlur(mag, (0, 0), local_sigma)
     return mag / (local + float(np.median(mag)) + 1e-3)
 
@@ -128,8 +132,7 @@ def to_gray255(image: np.ndarray) -> np.ndarray:
 
 
 def _has_edges(gray: np.ndarray, level: float) -> bool:
-    g = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    mag = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
+    mag = _gradient_magnitude(gray, 1.0)
     return float(np.percentile(mag, 99)) / 8.0 >= level  # Sobel 3x3 gains 8 on a unit step
 
 
