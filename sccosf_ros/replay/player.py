@@ -55,6 +55,12 @@ class Playback:
             return None
         return max((t for t in times if t <= receipt_ns), default=times[0])
 
+    def latency_ms(self, stamp: int, receipt_ns: int) -> float:
+        """Receipt of an output minus the publish time of the RGB frame it answers (0 for a stamp the bag
+        does not hold)."""
+        sent = self.sent_before(stamp, receipt_ns)
+        return 0.0 if sent is None else (receipt_ns - sent) / 1e6
+
     t0_wall: int = 0
     last_publish: int = 0
     warm_ms: list[float] = field(default_factory=list)

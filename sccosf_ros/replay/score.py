@@ -105,7 +105,7 @@ def score_frames(job: ReplayJob, outputs: Outputs, playback: Playback, scorer: F
         elif m.topic == cfg.thermal_topic and m.stamp_ns in wanted_thermal:
             thermal_frames[m.stamp_ns] = to_thermal_gray(m.array, m.encoding)
         for s in [s for s in rgb_frames if want[s] in thermal_frames]:
-            latency = (fused[s][0] - (playback.sent_before(s, fused[s][0]) or fused[s][0])) / 1e6
+            latency = playback.latency_ms(s, fused[s][0])
             extra = {"thermal_stamp_ns": want[s], "latency_ms": latency}
             thermal = normalizer(thermal_frames[want[s]])
             scorer.add(s, rgb_frames.pop(s), thermal, _decode(fused[s][1]), _decode(segs[s][1]), extra)
@@ -209,7 +209,7 @@ def score_playback(job: ReplayJob, playback: Playback, warnings: list[str]) -> d
     if bag_path is not None:
         write_output_bag(bag_path, job, outputs, playback)
     sheet = scorer.sheet.save(out / "contact_sheet.png")
-    latencies = [(t - (playback.sent_before(s, t) or t)) / 1e6 for s, t in receipts]
+    latencies = [playback.latency_ms(s, t) for s, t in receipts]
     report: dict[str, Any] = {
         "title": "SC-CoSF live replay through the fusion node",
         "mode": "live (rclpy, DDS, the node's synchroniser and drop-oldest hand-off)",
