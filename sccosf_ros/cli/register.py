@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--thermal-topic", default="/camera/thermal/image_raw")
     parser.add_argument("--out", type=Path, required=True, help="params YAML to write")
     parser.add_argument("--check", type=Path, help="check picture (default: next to --out, *_check.png)")
-    parser.add_argument("--max-pairs", type=int, default=32, help="pairs used, spread evenly (default 32)")
+    parser.add_argument("--max-pairs", type=int, default=64, help="pairs used, spread evenly (default 64)")
     return parser
 
 
