@@ -146,7 +146,10 @@ def main() -> None:
         ncc.append((reg.similarity, reg.mismatched_similarity, reg.halves_apart_px))
         corner.append(corner_distance(h, ht, HW))
         change.append(corner_distance(np.linalg.inv(h0) @ h, ht, HW))
-        h0_same = estimate_homography(picked).homography
+        try:
+            h0_same = estimate_homography(picked).homography
+        except RegistrationError:  # the unmoved pairs refused: this trial has no same-scenes figure
+            continue
         same.append(corner_distance(np.linalg.inv(h0_same) @ h, ht, HW))
 
     def stats(v: list[float]) -> dict[str, float]:
