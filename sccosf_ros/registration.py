@@ -7,8 +7,8 @@ One pair holds too few shared edges for a reliable fit, so one homography is fit
 it maximises the mean over pairs of the normalised cross-correlation between the RGB edge image and the
 warped thermal one (:mod:`sccosf_ros.registration_fit`, torch, coarse to fine from the identity,
 :func:`levels`). Each pair keeps its own sharp edges: summing the pairs' edge images first, as OpenCV's ECC
-needs, blurs them (on MSRS that method's error of a recovered change was 3.6 px, this one's 2.1 px;
-docs/registration.md).
+needs, blurs them (on MSRS, 32 pairs a trial, that method's error of a recovered change was 3.6 px,
+this one's 2.1 px; docs/registration.md).
 
 Trust comes from two checks, and failing either is an error (:class:`RegistrationError`), not a wrong
 matrix: the pairs are split into two halves (alternate pairs) fitted independently from the identity, whose
@@ -136,12 +136,9 @@ def _has_edges(gray: np.ndarray, level: float) -> bool:
     return float(np.percentile(mag, 99)) / 8.0 >= level  # Sobel 3x3 gains 8 on a unit step
 
 
-frame_corners = corners  # the four outer pixel centres of an (H, W) frame, (4, 2) float64
-
-
 def corner_distance(a: np.ndarray, b: np.ndarray, hw: tuple[int, int]) -> float:
     """Mean distance (px) between where homographies ``a`` and ``b`` put the corners of an (H, W) frame."""
-    c = frame_corners(hw)[None]
+    c = corners(hw)[None]
     pa, pb = cv2.perspectiveTransform(c, a)[0], cv2.perspectiveTransform(c, b)[0]
     return float(np.linalg.norm(pa - pb, axis=1).mean())
 
@@ -181,7 +178,7 @@ def _batch(prepared: Sequence[_Prepared]) -> tuple[list, list, list]:
 
 def _middle(a: np.ndarray, b: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """The homography whose frame corners lie midway between those of ``a`` and ``b``."""
-    c = frame_corners(hw)[None]
+    c = corners(hw)[None]
     mid = (cv2.perspectiveTransform(c, a)[0] + cv2.perspectiveTransform(c, b)[0]) / 2
     return cv2.getPerspectiveTransform(c[0].astype(np.float32), mid.astype(np.float32)).astype(np.float64)
 
