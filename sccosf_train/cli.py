@@ -50,6 +50,11 @@ HELP: dict[str, str] = {
     "aug_aspect": "anisotropic scale: the height's scale is the width's times exp(U(-a, a))",
     "aug_rig": "camera-rig randomisation: thermal AGC curves, noise, fixed-pattern noise, blur, resolution, "
     "JPEG; visible exposure, white balance, noise, blur, resolution, JPEG (sccosf_train.rig_augment)",
+    "paste_objects": "copy-paste augmentation: each labelled real training pair receives 0..N objects cut "
+    "from the labelled real training pairs (all folders, --extra-real included), before the camera "
+    "randomisation (sccosf_train.paste); 0 = off",
+    "paste_classes": "class ids whose objects (connected regions of these classes) are pasted",
+    "paste_height": "LO HI: a pasted object's height as a fraction of the frame's, drawn log-uniform",
     "extra_real": "more real training folders (MSRS layout ir/ vi/), each "
     "'root=DIR[,labels=DIR][,split=FILE][,repeat=N][,scale=LO:HI]': e.g. a second camera rig with pseudo "
     "labels; every pair listed in split (default: all) trains, repeated N times an epoch, scale overriding "

@@ -43,6 +43,9 @@ class TrainConfig:
     aug_scale: tuple[float, float] = (0.5, 1.25)  # random scale range (relative to what the crop needs)
     aug_aspect: float = 0.0  # anisotropic scale: exp(±aug_aspect) between height and width
     aug_rig: bool = False  # camera-rig randomisation (sccosf_train.rig_augment)
+    paste_objects: int = 0  # copy-paste: up to N labelled objects pasted into each labelled real pair
+    paste_classes: tuple[int, ...] = (2, 3)  # class ids whose objects are pasted (MSRS: person, bike)
+    paste_height: tuple[float, float] = (0.04, 0.3)  # pasted object height / frame height (log-uniform)
     extra_real: tuple[str, ...] = ()  # more real training folders: "root=DIR,labels=DIR,split=FILE,repeat=N"
     # optimisation
     epochs: int = 30
@@ -121,6 +124,10 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         if len(self.aug_scale) != 2 or not 0 < self.aug_scale[0] <= self.aug_scale[1]:
             raise ValueError(f"aug_scale must be two numbers 0 < low <= high, got {self.aug_scale}")
+        if self.paste_objects < 0:
+            raise ValueError(f"paste_objects must be >= 0, got {self.paste_objects}")
+        if len(self.paste_height) != 2 or not 0 < self.paste_height[0] <= self.paste_height[1] <= 1:
+            raise ValueError(f"paste_height must be 0 < low <= high <= 1, got {self.paste_height}")
         if self.aug_aspect < 0:
             raise ValueError(f"aug_aspect must be >= 0, got {self.aug_aspect}")
 

@@ -19,6 +19,7 @@ from sccosf_train.dataset import (
     read_split_file,
     seafusion_split,
 )
+from sccosf_train.paste import ObjectBank, PasteConfig, cut_objects
 from sccosf_train.rig_augment import RigRandomization
 from sccosf_train.runtime import Dist, worker_init
 
@@ -118,6 +119,24 @@ def _extra_real_datasets(cfg: TrainConfig, aug: AugmentConfig) -> tuple[list[Dat
     return parts, info
 
 
+def attach_paste(parts: list[MSRSFolderDataset], cfg: TrainConfig) -> dict[str, Any]:
+    """Cut the objects of ``cfg.paste_classes`` from every labelled pair of ``parts`` into one bank and let
+    every part paste from it; returns what the bank holds, for the summary."""
+    objects = []
+    for ds in parts:
+        for i in range(len(ds.names)):
+            rgb, th, lab, has = ds.load(i)
+            if has:
+                objects += cut_objects(rgb, th, lab, cfg.paste_classes)
+    bank = ObjectBank(objects)
+    if not len(bank):
+        raise ValueError(f"paste_objects: no object of classes {list(cfg.paste_classes)} in labelled pairs")
+    paste_cfg = PasteConfig(max_objects=cfg.paste_objects, height=tuple(cfg.paste_height))  # type: ignore[arg-type]
+    for ds in parts:
+        ds.paste = (bank, paste_cfg)
+    return {"objects_per_class": {str(k): v for k, v in bank.counts().items()}, **vars(paste_cfg)}
+
+
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
     """The training augmentation a configuration asks for."""
     return AugmentConfig(
@@ -170,6 +189,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, list[Dataset], dict[str, 
         info.update(real_info)
     synth_train, synth_val = _synthetic_datasets(cfg, aug)
     extra, info["extra_real"] = _extra_real_datasets(cfg, aug)
+    if cfg.paste_objects > 0:
+        info["paste"] = attach_paste([d for d in (real_train, *extra) if d is not None], cfg)
     train = MixedDataset([d for d in (real_train, *extra, synth_train) if d is not None])
     vals = [d for d in (real_val, synth_val) if d is not None]
     info["synthetic_fresh"] = cfg.synthetic_fresh

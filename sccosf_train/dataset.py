@@ -22,6 +22,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from sccosf_ros.errors import SccosfError
 from sccosf_synth.scenes import NUM_CLASSES, generate_scene
 from sccosf_train.augment import IGNORE_INDEX, AugmentConfig, augment_triple
+from sccosf_train.paste import ObjectBank, PasteConfig
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LABEL_DIRS = ("Label", "Segmentation_labels", "labels")
@@ -169,6 +170,7 @@ class MSRSFolderDataset(_EpochSeeded):
         self.names = names
         self._ir, self._vi = ir, vi
         self._labels = {n: labels[n] for n in names if n in labels}
+        self.paste: tuple[ObjectBank, PasteConfig] | None = None  # copy-paste into labelled training pairs
 
     def _find_labels(self, label_dir: str | None, label_root: str | Path | None) -> dict[str, Path]:
         """Label files by stem, from ``label_root``, ``root/label_dir`` or the first usual sub-folder."""
@@ -214,7 +216,10 @@ class MSRSFolderDataset(_EpochSeeded):
 
     def __getitem__(self, index: int) -> dict[str, object]:
         rgb, th, lab, has = self.load(index)
-        rgb_f, th_f, lab = augment_triple(rgb, th, lab, self.crop, self._rng(index), self.augment)
+        rng = self._rng(index)
+        if self.paste is not None and has and rng is not None:
+            rgb, th, lab = self.paste[0].paste(rgb, th, lab, rng, self.paste[1])
+        rgb_f, th_f, lab = augment_triple(rgb, th, lab, self.crop, rng, self.augment)
         name = self.names[index % len(self.names)]
         return _to_sample(rgb_f, th_f, lab, has, name, f"msrs:{self.root.name}")
 
