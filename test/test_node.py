@@ -183,6 +183,14 @@ class Rig:
     def now(self) -> int:
         return self.peer.get_clock().now().nanoseconds
 
+    def transition(self, name: str) -> TransitionCallbackReturn:
+        """Run ``trigger_<name>`` on the executor's thread, as a lifecycle service call would be run:
+        destroying subscriptions from another thread while the executor waits on them is an rclpy race
+        (ros2/rclpy#1284), which a deployed node (transitions by service) never meets."""
+        task = self.executor.create_task(getattr(self.node, f"trigger_{name}"))
+        assert wait_for(task.done, timeout=10.0), f"{name} did not run"
+        return task.result()
+
     def start(self) -> None:
         assert self.node.trigger_configure() == SUCCESS, self.node.last_error
         assert self.node.trigger_activate() == SUCCESS, self.node.last_error
@@ -710,14 +718,14 @@ def test_deactivate_frees_engine_and_activate_resumes(rig_factory: Callable[...,
     base = rig.now()
     for j in range(3):
         rig.send_and_wait(base + j * 100_000_000)
-    assert rig.node.trigger_deactivate() == SUCCESS
+    assert rig.transition("deactivate") == SUCCESS
     first = FakeEngine.instances[0]
     assert first.closed and rig.node.engine is None
     # inactive: the inputs are gone, so nothing sent now can reach the node
     assert wait_for(lambda: all(p.get_subscription_count() == 0 for p in rig.pub.values()))
     for j in range(3, 6):
         rig.send_pair(*rig.good_pair(base + j * 100_000_000))
-    assert rig.node.trigger_activate() == SUCCESS
+    assert rig.transition("activate") == SUCCESS
     rig.wait_connected()
     for j in range(6, 9):
         rig.send_and_wait(base + j * 100_000_000)
@@ -726,8 +734,8 @@ def test_deactivate_frees_engine_and_activate_resumes(rig_factory: Callable[...,
     assert len(FakeEngine.instances) == 2 and not FakeEngine.instances[1].closed
     assert wait_for(lambda: bool(rig.class_names))
     assert json.loads(rig.class_names[-1])["class_names"] == ["road", "car", "person"]
-    assert rig.node.trigger_deactivate() == SUCCESS
-    assert rig.node.trigger_cleanup() == SUCCESS
+    assert rig.transition("deactivate") == SUCCESS
+    assert rig.transition("cleanup") == SUCCESS
 
 
 @pytest.mark.timeout(60)
